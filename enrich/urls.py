@@ -1,0 +1,228 @@
+"""URLs in: reading inputs lazily, validating, normalizing, and hiding credentials.
+
+Inputs are streamed line by line, so a file of millions of URLs is never held in memory. Every input line that
+holds something becomes exactly one :class:`InputURL`, valid or carrying the reason it is not; blank lines and
+comments are skipped and counted by the caller.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TextIO
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from enrich.errors import ConfigError, InvalidURLError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+__all__ = [
+    "MAX_URL_LENGTH",
+    "SUPPORTED_SCHEMES",
+    "InputFormat",
+    "InputURL",
+    "iter_input_lines",
+    "normalize_url",
+    "read_urls",
+    "redact_url",
+    "validate_url",
+]
+
+SUPPORTED_SCHEMES = ("http", "https")
+MAX_URL_LENGTH = 8192
+"""Longer lines are not URLs any server accepts; they get an error record (cut to this length) instead."""
+
+TRACKING_PARAMS = frozenset(
+    {
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_term",
+        "utm_content",
+        "utm_id",
+        "gclid",
+        "fbclid",
+        "dclid",
+        "msclkid",
+        "mc_cid",
+        "mc_eid",
+        "_ga",
+        "yclid",
+        "igshid",
+    }
+)
+
+InputFormat = Literal["auto", "text", "csv", "jsonl"]
+
+
+def redact_url(url: str) -> str:
+    """The URL with any ``user:password@`` removed, for logs and records."""
+    if "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("@", 1)[-1]
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def validate_url(url: str) -> str:
+    """Check that a URL can be fetched and return it without credentials.
+
+    Raises:
+        InvalidURLError: empty, too long, unsupported scheme, no host, bad port or bad IPv6 literal.
+    """
+    url = url.strip()
+    safe = redact_url(url)
+    if not url:
+        raise InvalidURLError("empty URL", url=url)
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidURLError(f"URL longer than {MAX_URL_LENGTH} characters", url=safe[:MAX_URL_LENGTH])
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise InvalidURLError("URL contains whitespace or control characters", url=safe)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURLError(f"malformed URL: {exc}", url=safe) from exc
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise InvalidURLError("URL has no scheme (expected http:// or https://)", url=safe)
+    if scheme not in SUPPORTED_SCHEMES:
+        raise InvalidURLError(f"unsupported scheme {scheme!r} (supported: http, https)", url=safe)
+    if not parts.hostname:
+        raise InvalidURLError("URL has no host", url=safe)
+    if port == 0:
+        raise InvalidURLError("URL has port 0", url=safe)
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError as exc:
+        raise InvalidURLError(f"invalid host name: {exc}", url=safe) from exc
+    return safe
+
+
+def normalize_url(url: str, *, strip_tracking: bool = True) -> str:
+    """A canonical form for de-duplication: lower-case scheme and host, no default port, no fragment,
+    ``/`` for an empty path, percent-encoding normalized, tracking parameters removed, query order kept.
+    """
+    parts = urlsplit(validate_url(url))
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower().rstrip(".")
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port is None or (scheme, port) in {("http", 80), ("https", 443)} else f"{host}:{port}"
+    path = quote(unquote(parts.path), safe="/%:@!$&'()*+,;=~-._") or "/"
+    query_pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if strip_tracking:
+        query_pairs = [(k, v) for k, v in query_pairs if k.lower() not in TRACKING_PARAMS]
+    query = urlencode(query_pairs, doseq=True) if query_pairs else ""
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
+@dataclass(slots=True, frozen=True)
+class InputURL:
+    """One input entry: the URL as given (credentials removed), and why it cannot be fetched if it cannot.
+
+    ``fetch_url`` keeps credentials (for the request only); ``url`` is what logs and records show.
+    """
+
+    url: str
+    line: int
+    error: InvalidURLError | None = None
+    fetch_url: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+
+def _guess_format(path: Path | None) -> InputFormat:
+    suffix = path.suffix.lower() if path else ""
+    return {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "text")  # type: ignore[return-value]
+
+
+def _open(source: Path | str | TextIO) -> tuple[TextIO, Path | None, bool]:
+    if not isinstance(source, (str, Path)):
+        return source, None, False
+    if str(source) == "-":
+        return sys.stdin, None, False
+    path = Path(source)
+    try:
+        return path.open(encoding="utf-8", errors="replace", newline=""), path, True
+    except OSError as exc:
+        raise ConfigError(f"cannot read input {path}: {exc.strerror or exc}") from exc
+
+
+def iter_input_lines(
+    source: Path | str | TextIO, *, fmt: InputFormat = "auto", column: str = "url", field: str = "url"
+) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, raw value)`` for every non-blank, non-comment entry, lazily.
+
+    ``fmt`` ``auto`` picks by file suffix (``.csv``, ``.jsonl``; text otherwise; stdin is text).
+    CSV reads the column named ``column``; JSONL reads the key ``field`` (a line that is a bare JSON string
+    is taken as the URL).
+    """
+    stream, path, owned = _open(source)
+    fmt = _guess_format(path) if fmt == "auto" else fmt
+    try:
+        if fmt == "csv":
+            reader = csv.DictReader(stream)
+            if reader.fieldnames is None:
+                return
+            if column not in reader.fieldnames:
+                raise ConfigError(
+                    f"CSV input has no column {column!r} (columns: {', '.join(reader.fieldnames)}); "
+                    "choose one with --input-column"
+                )
+            for row in reader:
+                value = (row.get(column) or "").strip()
+                if value:
+                    yield reader.line_num, value
+        else:
+            for number, line in enumerate(stream, 1):
+                value = line.strip()
+                if not value or value.startswith("#"):
+                    continue
+                if fmt == "jsonl":
+                    value = _jsonl_value(value, field, number)
+                yield number, value
+    finally:
+        if owned:
+            stream.close()
+
+
+def _jsonl_value(line: str, field: str, number: int) -> str:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return f"invalid JSON on line {number}"
+    if isinstance(data, str):
+        return data
+    if isinstance(data, dict) and isinstance(data.get(field), str):
+        return str(data[field])
+    return f"line {number} has no string field {field!r}"
+
+
+def read_urls(lines: Iterable[tuple[int, str]]) -> Iterator[InputURL]:
+    """Validate entries lazily; every entry yields one :class:`InputURL`, valid or not."""
+    for number, raw in lines:
+        try:
+            safe = validate_url(raw)
+        except InvalidURLError as exc:
+            yield InputURL(url=exc.url or redact_url(raw)[:MAX_URL_LENGTH] or "(empty)", line=number, error=exc)
+        else:
+            yield InputURL(url=safe, line=number, fetch_url=raw.strip())
+
+
+def read_text(text: str) -> Iterator[InputURL]:
+    """Convenience for tests and the API: validate URLs given one per line."""
+    return read_urls(iter_input_lines(io.StringIO(text)))
