@@ -9,8 +9,10 @@ from __future__ import annotations
 import io
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from crawler.localsite import StaticPages
+if TYPE_CHECKING:
+    from crawler.localsite import StaticPages
 
 __all__ = ["DEMO_ROOT", "demo_pages", "demo_urls", "make_pdf", "make_png"]
 

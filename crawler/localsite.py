@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from aiohttp import web
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
     from types import TracebackType
 
 __all__ = ["ServerThread", "static_app"]

@@ -32,11 +32,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NEEDED_COMPONENTS",
+    "NEWLINE_SENTENCES",
     "NLPResult",
     "NLPStage",
     "TextAnalyzer",
     "detect_language",
     "load_model",
+    "register_components",
     "resolve_model",
 ]
 
@@ -73,6 +75,25 @@ def resolve_model(name: str) -> str:
     raise NLPError(f"spaCy model {name!r} is not installed: {hint}")
 
 
+NEWLINE_SENTENCES = "webenrich_newline_sentences"
+"""Our one spaCy component: a line break in extracted text ends a sentence (headings, list items, table cells)."""
+
+
+def _newline_sentences(doc: Doc) -> Doc:
+    for token in doc[:-1]:
+        if "\n" in token.whitespace_ or (token.is_space and "\n" in token.text):
+            doc[token.i + 1].is_sent_start = True
+    return doc
+
+
+def register_components() -> None:
+    """Register this project's spaCy components (idempotent); called wherever a pipeline is built."""
+    from spacy.language import Language
+
+    if not Language.has_factory(NEWLINE_SENTENCES):
+        Language.component(NEWLINE_SENTENCES, func=_newline_sentences)
+
+
 def load_model(name: str) -> Language:
     """Load a spaCy pipeline pruned to what the record needs, plus a rule-based sentencizer."""
     import spacy
@@ -82,7 +103,9 @@ def load_model(name: str) -> Language:
     for component in list(nlp.component_names):
         if component not in keep:
             nlp.remove_pipe(component)
+    register_components()
     nlp.add_pipe("sentencizer")
+    nlp.add_pipe(NEWLINE_SENTENCES)
     nlp.max_length = max(nlp.max_length, 2_000_000)
     return nlp
 
@@ -157,12 +180,21 @@ class TextAnalyzer:
         scored = []
         for index, sent in enumerate(doc.sents):
             terms = [tok.lower_ for tok in sent if tok.lower_ in freq]
-            if len(sent) > _SUMMARY_MAX_TOKENS or len(terms) < 3:
+            if len(sent) > _SUMMARY_MAX_TOKENS or len(terms) < 3 or not _is_prose(sent.text):
                 continue
             score = sum(freq[t] for t in terms) / (top * len(terms))
             scored.append((score, index, " ".join(sent.text.split())))
-        best = sorted(scored, key=lambda s: (-s[0], s[1]))[:wanted]
+        seen: set[str] = set()
+        unique = [s for s in sorted(scored, key=lambda s: (-s[0], s[1])) if not (s[2] in seen or seen.add(s[2]))]
+        best = unique[:wanted]
         return " ".join(text for _, _, text in sorted(best, key=lambda s: s[1])) or None
+
+
+def _is_prose(sentence: str) -> bool:
+    """A sentence a person wrote: starts with a capital or digit and ends like a sentence (not a list item,
+    a heading or a fragment of code)."""
+    stripped = sentence.strip()
+    return bool(stripped) and (stripped[0].isupper() or stripped[0].isdigit()) and stripped[-1] in ".!?\"'”’)"
 
 
 def detect_language(text: str) -> str | None:
