@@ -184,10 +184,11 @@ class TextAnalyzer:
                 continue
             score = sum(freq[t] for t in terms) / (top * len(terms))
             scored.append((score, index, " ".join(sent.text.split())))
-        seen: set[str] = set()
-        unique = [s for s in sorted(scored, key=lambda s: (-s[0], s[1])) if not (s[2] in seen or seen.add(s[2]))]
-        best = unique[:wanted]
-        return " ".join(text for _, _, text in sorted(best, key=lambda s: s[1])) or None
+        best: dict[str, tuple[float, int]] = {}  # a sentence repeated on the page counts once
+        for score, index, text in sorted(scored, key=lambda s: (-s[0], s[1])):
+            if text not in best and len(best) < wanted:
+                best[text] = (score, index)
+        return " ".join(sorted(best, key=lambda text: best[text][1])) or None
 
 
 def _is_prose(sentence: str) -> bool:

@@ -1,0 +1,179 @@
+"""What the command line shows while a run goes and when it ends: a live bar, plain lines, a summary table.
+
+On a terminal, :class:`ProgressReporter` redraws one bar on stderr (done / total, rate, success rate, concurrency,
+ETA) a few times a second; otherwise (a log file, CI) it writes a plain line every ``interval`` seconds. It never
+owns a thread or a task: the engine driver calls :meth:`ProgressReporter.tick` from its own loop.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from enrich.stats import RunStats
+
+__all__ = ["BAR_INTERVAL_S", "JsonlTail", "ProgressReporter", "format_duration", "format_summary"]
+
+BAR_INTERVAL_S = 0.25
+"""Redraw period of the terminal bar: smooth to the eye, negligible cost."""
+
+BAR_WIDTH = 24
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class ProgressReporter:
+    """Reports a run's :class:`~enrich.stats.RunStats` while it goes.
+
+    Args:
+        stats: a callable returning the live stats (the engine may create them only once it starts).
+        stream: where to write (stderr).
+        tty: draw a redrawn bar (True) or write plain lines (False).
+        interval: seconds between two plain lines.
+        clock: injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        stats: Callable[[], RunStats | None],
+        stream: TextIO,
+        tty: bool,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stats = stats
+        self._stream = stream
+        self._tty = tty
+        self._interval = BAR_INTERVAL_S if tty else interval
+        self._clock = clock
+        self._last = clock()
+        self._drawn = False
+
+    @property
+    def period(self) -> float:
+        """How often :meth:`tick` is worth calling."""
+        return min(self._interval, 1.0)
+
+    def tick(self, *, force: bool = False) -> None:
+        """Write the bar or a line if the interval has passed (or ``force``)."""
+        now = self._clock()
+        if not force and now - self._last < self._interval:
+            return
+        self._last = now
+        stats = self._stats()
+        if stats is None:
+            return
+        if self._tty:
+            self._stream.write("\r\x1b[2K" + self.bar(stats))
+            self._drawn = True
+        else:
+            self._stream.write(stats.progress_line() + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Draw the final state and end the bar's line, so what follows starts on a clean line."""
+        if self._tty:
+            self.tick(force=True)
+            if self._drawn:
+                self._stream.write("\n")
+                self._stream.flush()
+
+    @staticmethod
+    def bar(stats: RunStats) -> str:
+        """``[#####-----] 120/500  24% | 35.2 URLs/s | ok 98.3% | conc 20 | ETA 0:00:11``."""
+        total = stats.total
+        rate = stats.throughput
+        if total:
+            fraction = min(stats.processed / total, 1.0)
+            filled = int(fraction * BAR_WIDTH)
+            head = f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {stats.processed}/{total} {fraction:4.0%}"
+            remaining = max(total - stats.processed, 0)
+            eta = format_duration(remaining / rate) if rate > 0 else "?"
+        else:
+            head = f"{stats.processed} done"
+            eta = "?"
+        parts = [head, f"{rate:.1f} URLs/s", f"ok {stats.success_rate:.1%}"]
+        if stats.concurrency is not None:
+            parts.append(f"conc {stats.concurrency()}")
+        parts.append(f"ETA {eta}" if total else f"elapsed {format_duration(stats.elapsed_s)}")
+        return " | ".join(parts)
+
+
+class JsonlTail:
+    """Counts records as another process appends them to a JSONL file (Scrapy mode's live progress).
+
+    Only complete lines are read; a partial last line waits for the next :meth:`poll`.
+    """
+
+    def __init__(self, path: Path, stats: RunStats) -> None:
+        self._path = path
+        self._stats = stats
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> None:
+        try:
+            with self._path.open("rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except OSError:
+            return  # not created yet
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        *lines, self._partial = data.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            self._stats.processed += 1
+            try:
+                failed = json.loads(line).get("error") is not None
+            except (ValueError, AttributeError):
+                failed = True
+            if failed:
+                self._stats.failed += 1
+            else:
+                self._stats.success += 1
+
+
+def format_summary(figures: dict[str, Any], *, title: str = "Summary", extra: dict[str, Any] | None = None) -> str:
+    """A two-column table of a run's figures (:meth:`RunStats.to_dict` or Scrapy mode's stats file)."""
+    rows: list[tuple[str, str]] = []
+
+    def add(label: str, key: str, fmt: str = "{}") -> None:
+        if figures.get(key) is not None:
+            rows.append((label, fmt.format(figures[key])))
+
+    add("Engine", "engine")
+    add("Processed", "processed")
+    add("Succeeded", "success")
+    add("Failed", "failed")
+    add("Skipped input", "skipped_input")
+    add("Success rate", "success_rate", "{:.1%}")
+    add("Elapsed", "elapsed_s", "{:.1f} s")
+    add("Throughput", "throughput_urls_per_s", "{:.1f} URLs/s")
+    add("Avg fetch", "avg_fetch_ms", "{:.0f} ms")
+    add("Avg process", "avg_process_ms", "{:.0f} ms")
+    add("Bytes fetched", "bytes_fetched", "{:,}")
+    add("Concurrency", "concurrency")
+    for name, count in (figures.get("errors_by_type") or {}).items():
+        rows.append((f"Error {name}", str(count)))
+    for label, value in (extra or {}).items():
+        rows.append((label, str(value)))
+    width = max([len(label) for label, _ in rows] + [len(title)])
+    value_width = max([len(value) for _, value in rows] + [1])
+    rule = f"+-{'-' * width}-+-{'-' * value_width}-+"
+    lines = [rule, f"| {title.ljust(width + value_width + 3)} |", rule]
+    lines += [f"| {label.ljust(width)} | {value.rjust(value_width)} |" for label, value in rows]
+    lines.append(rule)
+    return "\n".join(lines)
