@@ -84,11 +84,34 @@ def sniff_kind(content_type: str | None, body: bytes) -> tuple[Kind, str | None]
         return Kind.MEDIA, content_type  # text/css, text/javascript, text/csv: not prose
     if content_type == "application/pdf":
         return Kind.PDF, content_type  # no magic: the PDF extractor reports it as malformed
+    if _HTML_START.match(body[:1024]) and not _looks_binary(body):
+        return Kind.HTML, "text/html"  # markup served under a binary type (a misconfigured server)
     if content_type.startswith("image/"):
         return Kind.IMAGE, content_type
     return Kind.MEDIA, content_type
 
 
+_WESTERN_SINGLE_BYTE = frozenset(
+    {
+        "cp1250",
+        "cp1252",
+        "cp1254",
+        "cp1257",
+        "cp1258",
+        "latin_1",
+        "iso8859_2",
+        "iso8859_3",
+        "iso8859_4",
+        "iso8859_9",
+        "iso8859_10",
+        "iso8859_13",
+        "iso8859_14",
+        "iso8859_15",
+        "iso8859_16",
+        "mac_roman",
+        "mac_latin2",
+    }
+)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -142,5 +165,8 @@ def decode_text(body: bytes, content_type_header: str | None = None) -> tuple[st
                 continue
     best = from_bytes(body[:65536]).best()
     if best is not None and best.encoding:
-        return body.decode(best.encoding, errors="replace"), best.encoding
+        # Statistical guesses often confuse the Western single-byte charsets with one another (cp1257 for
+        # French); windows-1252 is by far the most common of them on the web, so it wins within that family.
+        guess = "cp1252" if best.encoding in _WESTERN_SINGLE_BYTE else best.encoding
+        return body.decode(guess, errors="replace"), guess
     return body.decode("cp1252", errors="replace"), "cp1252"
