@@ -25,6 +25,7 @@ __all__ = [
     "MAX_URL_LENGTH",
     "SUPPORTED_SCHEMES",
     "InputFormat",
+    "InputProblem",
     "InputURL",
     "iter_input_lines",
     "normalize_url",
@@ -200,21 +201,31 @@ def iter_input_lines(
             stream.close()
 
 
+class InputProblem(str):
+    """An entry that holds no URL at all (a JSONL line that is not JSON, or lacks the field): the string is the
+    problem, which :func:`read_urls` turns into the entry's error instead of checking it as a URL."""
+
+    __slots__ = ()
+
+
 def _jsonl_value(line: str, field: str, number: int) -> str:
     try:
         data = json.loads(line)
     except json.JSONDecodeError:
-        return f"invalid JSON on line {number}"
+        return InputProblem(f"line {number} is not valid JSON")
     if isinstance(data, str):
         return data
     if isinstance(data, dict) and isinstance(data.get(field), str):
         return str(data[field])
-    return f"line {number} has no string field {field!r}"
+    return InputProblem(f"line {number} has no string field {field!r}")
 
 
 def read_urls(lines: Iterable[tuple[int, str]]) -> Iterator[InputURL]:
     """Validate entries lazily; every entry yields one :class:`InputURL`, valid or not."""
     for number, raw in lines:
+        if isinstance(raw, InputProblem):
+            yield InputURL(url=f"(input line {number})", line=number, error=InvalidURLError(str(raw)))
+            continue
         try:
             safe = validate_url(raw)
         except InvalidURLError as exc:

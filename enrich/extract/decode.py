@@ -54,7 +54,9 @@ def _magic(body: bytes) -> tuple[Kind, str] | None:
 def _looks_binary(body: bytes) -> bool:
     """NUL bytes or many control bytes in the first 2 KiB: no text encoding produces that."""
     head = body[:2048]
-    if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
+        return False  # UTF-16/32 text: NUL bytes are half of every ASCII character
+    if b"\x00" in head:
         return True
     controls = sum(1 for b in head if b < 9 or 13 < b < 32)
     return bool(head) and controls / len(head) > 0.1
@@ -70,7 +72,11 @@ def sniff_kind(content_type: str | None, body: bytes) -> tuple[Kind, str | None]
     sniffed = _magic(body)
     if sniffed is not None:
         kind, media_type = sniffed
-        same_family = content_type is not None and content_type.split("/")[0] == media_type.split("/")[0]
+        same_family = (
+            content_type is not None
+            and content_type not in {"application/octet-stream", "binary/octet-stream"}
+            and content_type.split("/")[0] == media_type.split("/")[0]
+        )
         if same_family and content_type not in _HTML_TYPES | _TEXT_TYPES:
             return kind, content_type
         return kind, media_type

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import urldefrag, urljoin
 
 import lxml.html
@@ -17,6 +18,8 @@ __all__ = ["extract_html"]
 logger = logging.getLogger(__name__)
 
 _LINK_SCHEMES = ("http://", "https://")
+_XML_NS = "http://www.w3.org/XML/1998/namespace"
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
 def _links(tree: lxml.html.HtmlElement, base_url: str, limit: int) -> list[str]:
@@ -39,7 +42,7 @@ def _links(tree: lxml.html.HtmlElement, base_url: str, limit: int) -> list[str]:
 
 
 def _language(tree: lxml.html.HtmlElement) -> str | None:
-    lang = (tree.get("lang") or tree.get("{http://www.w3.org/XML/1998/namespace}lang") or "").strip().lower()
+    lang = (tree.get("lang") or tree.get("xml:lang") or tree.get(f"{{{_XML_NS}}}lang") or "").strip().lower()
     if not lang:
         content = tree.xpath("string(//meta[@http-equiv='content-language' or @name='language']/@content)")
         lang = content.strip().lower()
@@ -65,6 +68,7 @@ def extract_html(
     """Extract an HTML page. Never raises on bad markup: the result carries an error instead."""
     if not html.strip():
         return Extraction(error="empty HTML document")
+    html = _XML_DECLARATION.sub("", html, count=1)  # lxml refuses an encoding declaration in a str
     try:
         tree = lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError) as exc:
@@ -79,9 +83,15 @@ def extract_html(
         include_comments=include_comments,
         include_tables=include_tables,
         deduplicate=False,
+        # no guessing a date from "in 2023" in the prose: only dates the page states as such
+        date_extraction_params={"extensive_search": False, "original_date": True},
     )
     if isinstance(doc, Document):
-        result.title = _clean(doc.title) or result.title
+        found = (_clean(doc.title) or "").rstrip("¶ ")
+        # trafilatura's title drops a site-name suffix from <title>, but can also pick a stray heading ("Note");
+        # keep it only when it agrees with <title>, or when there is no <title>.
+        if found and (result.title is None or found.casefold() in result.title.casefold()):
+            result.title = found
         result.description = _clean(doc.description)
         result.author = _clean(doc.author)
         result.published = _clean(doc.date)

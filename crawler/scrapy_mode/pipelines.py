@@ -1,0 +1,187 @@
+"""Item pipelines of Scrapy mode: thin adapters, one per enrich stage.
+
+Each pipeline wraps one :class:`~enrich.stages.Stage` and maps Scrapy's lifecycle onto the stage's:
+``open_spider`` -> ``stage.open()``, ``process_item`` -> :func:`enrich.stages.run_stage` (a failure degrades the
+record instead of dropping it), ``close_spider`` -> ``stage.close()``. The stages are the ones the async engine
+runs, built from the same config, so the records are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Self
+
+from scrapy.exceptions import DropItem
+
+from enrich.errors import SinkError
+from enrich.extract.stage import ExtractStage
+from enrich.nlp import NLPStage
+from enrich.pipeline import build_sinks
+from enrich.sinks import SinkStage
+from enrich.stages import WorkItem, run_stage
+from enrich.stats import RunStats
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from scrapy.crawler import Crawler
+
+    from enrich.config import EnrichConfig
+    from enrich.stages import Stage
+
+__all__ = ["ExtractPipeline", "NLPPipeline", "SinkPipeline", "StagePipeline"]
+
+logger = logging.getLogger(__name__)
+
+ENGINE = "scrapy"
+"""The ``engine`` value of Scrapy mode's records and stats."""
+
+
+def _run_config(crawler: Crawler) -> EnrichConfig:
+    # deferred: settings.py imports this module to list the pipelines in ITEM_PIPELINES
+    from crawler.scrapy_mode.settings import enrich_config_from_settings
+
+    return enrich_config_from_settings(crawler.settings)
+
+
+class StagePipeline:
+    """Runs one enrich stage as a Scrapy item pipeline. Subclasses say which stage in :meth:`build_stage`.
+
+    Args:
+        stage: the stage to drive; opened, fed and closed by Scrapy through this pipeline.
+    """
+
+    def __init__(self, *, stage: Stage) -> None:
+        self.stage = stage
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        """Read the settings once into an :class:`EnrichConfig` and build the stage from it."""
+        return cls(stage=cls.build_stage(_run_config(crawler)))
+
+    @classmethod
+    def build_stage(cls, config: EnrichConfig) -> Stage:
+        raise NotImplementedError(f"{cls.__name__} must say which stage it runs")
+
+    async def open_spider(self) -> None:
+        await self.stage.open()
+
+    async def process_item(self, item: Any) -> WorkItem:
+        """Run the stage on one item; a stage failure is recorded on the item, which goes on.
+
+        Raises:
+            DropItem: the item is not a :class:`WorkItem` (not from the enrich spider); it has no record to carry.
+        """
+        if not isinstance(item, WorkItem):
+            raise DropItem(f"{type(item).__name__} is not a WorkItem; only the enrich spider's items are processed")
+        return await run_stage(self.stage, item)
+
+    async def close_spider(self) -> None:
+        await self.stage.close()
+
+
+class ExtractPipeline(StagePipeline):
+    """Text and metadata from the fetched body (HTML, PDF, images)."""
+
+    @classmethod
+    def build_stage(cls, config: EnrichConfig) -> Stage:
+        return ExtractStage(config=config.extract)
+
+
+class NLPPipeline(StagePipeline):
+    """Entities, keywords, summary and language; a no-op with ``nlp=off``. spaCy runs in the stage's own executor."""
+
+    @classmethod
+    def build_stage(cls, config: EnrichConfig) -> Stage:
+        return NLPStage(config=config.nlp)
+
+
+class SinkPipeline(StagePipeline):
+    """Writes records with the same sinks (and so the same serializer) as the async engine, and keeps the run's
+    :class:`~enrich.stats.RunStats`: a progress line every ``progress_interval_s``, the summary at the end, and the
+    stats as JSON when a stats file is set.
+
+    A :class:`~enrich.errors.SinkError` stops the crawl: records must not be dropped silently.
+    """
+
+    def __init__(
+        self,
+        *,
+        stage: Stage,
+        stats: RunStats,
+        crawler: Crawler | None = None,
+        stats_file: Path | None = None,
+        progress_interval_s: float = 0.0,
+    ) -> None:
+        super().__init__(stage=stage)
+        self.stats = stats
+        self._crawler = crawler
+        self._stats_file = stats_file
+        self._progress_interval_s = progress_interval_s
+        self._next_progress = stats.clock() + progress_interval_s
+        self._stopping: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        from crawler.scrapy_mode.settings import run_options_from_settings  # deferred: see _run_config
+
+        config = _run_config(crawler)
+        options = run_options_from_settings(crawler.settings)
+        stats = RunStats(engine=ENGINE, concurrency=lambda: _in_flight(crawler))
+        return cls(
+            stage=cls.build_stage(config),
+            stats=stats,
+            crawler=crawler,
+            stats_file=options.stats_file,
+            progress_interval_s=options.progress_interval_s,
+        )
+
+    @classmethod
+    def build_stage(cls, config: EnrichConfig) -> Stage:
+        return SinkStage(sinks=build_sinks(config.output), batch_size=config.output.batch_size)
+
+    async def open_spider(self) -> None:
+        self.stats.started = self.stats.clock()
+        self._next_progress = self.stats.started + self._progress_interval_s
+        await super().open_spider()
+
+    async def process_item(self, item: Any) -> WorkItem:
+        try:
+            done = await super().process_item(item)
+        except SinkError as exc:
+            logger.error("output failed, stopping the crawl: %s", exc, exc_info=True)
+            self._stop("sink_error")
+            raise
+        self.stats.observe(done.record)
+        if self._progress_interval_s and self.stats.clock() >= self._next_progress:
+            self._next_progress = self.stats.clock() + self._progress_interval_s
+            logger.info("%s", self.stats.progress_line())
+        return done
+
+    async def close_spider(self) -> None:
+        try:
+            await super().close_spider()
+        finally:
+            logger.info("Enrichment summary:\n%s", self.stats.summary())
+            if self._stats_file is not None:
+                await asyncio.to_thread(_write_json, self._stats_file, self.stats.to_dict())
+                logger.info("Stats written to %s", self._stats_file)
+
+    def _stop(self, reason: str) -> None:
+        # not awaited here: closing the spider waits for the items in flight, this one included
+        if self._crawler is not None and self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(
+                self._crawler.engine.close_spider_async(reason=reason)
+            )
+
+
+def _in_flight(crawler: Crawler) -> int:
+    engine = crawler._engine  # the public attribute raises before the crawl starts
+    return len(engine.downloader.active) if engine is not None else 0
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

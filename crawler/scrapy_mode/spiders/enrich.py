@@ -1,0 +1,453 @@
+"""The ``enrich`` spider: one request per input URL, one :class:`~enrich.stages.WorkItem` per request.
+
+The spider only translates. Its arguments become the typed :class:`~enrich.config.EnrichConfig` (checked before
+the crawl starts); each Scrapy response becomes an :class:`~enrich.record.FetchedPage`, each Scrapy failure an
+error record with the same wording as the async engine's; the item pipelines run the enrich stages on them.
+
+Usage, from the repository root::
+
+    scrapy crawl enrich -a input=urls.txt -a output=out.jsonl [-a nlp=off] [-a concurrency=32] ...
+
+Every input line that holds something ends as exactly one record: invalid URLs without a request, duplicates
+each with their own request (``dont_filter``), blocked, failed and non-2xx fetches as error records.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from base64 import b64encode
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from pydantic import ValidationError
+from scrapy import Request, Spider, signals
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadCancelledError,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    ResponseDataLossError,
+)
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.internet.error import (
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+    DNSLookupError,
+    TCPTimedOutError,
+)
+from twisted.internet.error import TimeoutError as TxTimeoutError
+
+from crawler.scrapy_mode.pipelines import ENGINE
+from crawler.scrapy_mode.settings import RunOptions, enrich_config_from_settings, run_options_from_settings, store_run
+from enrich.config import EnrichConfig, config_error_message
+from enrich.errors import ConfigError, FetchError, FetchTimeoutError
+from enrich.policy import failure_message, http_error
+from enrich.policy.robots import RobotsDisallowedError, site_of, user_agent_token
+from enrich.record import FetchedPage, utc_now_iso
+from enrich.stages import WorkItem
+from enrich.urls import iter_input_lines, read_urls
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from scrapy.settings import BaseSettings
+    from twisted.python.failure import Failure
+
+    from enrich.urls import InputURL
+
+__all__ = ["ARGUMENTS", "EnrichSpider", "parse_arguments"]
+
+INPUT_URL_META = "enrich_input_url"
+"""Request meta key holding the input URL (credentials removed), kept through redirects and retries."""
+
+STARTED_META = "enrich_started"
+"""Request meta key holding when the request was made (``perf_counter``): a failure's fetch duration counts from
+there, across retries, as the async engine counts it."""
+
+
+# --- Arguments ------------------------------------------------------------------------------------------------------
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"on", "true", "yes", "1"}:
+        return True
+    if lowered in {"off", "false", "no", "0"}:
+        return False
+    raise ValueError("must be on or off (also true/false, yes/no, 1/0)")
+
+
+def _parse_int(value: str) -> int:
+    try:
+        return int(value.strip().replace("_", ""))
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+
+
+def _parse_float(value: str) -> float:
+    try:
+        return float(value.strip())
+    except ValueError:
+        raise ValueError("must be a number") from None
+
+
+def _parse_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Argument:
+    """A spider argument: what it sets (a config key ``section.field`` or a run option) and how it is parsed."""
+
+    target: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def config_key(self) -> tuple[str, str] | None:
+        section, _, name = self.target.partition(".")
+        return (section, name) if name else None
+
+
+ARGUMENTS: dict[str, Argument] = {
+    # what to read and write
+    "input": Argument("input", _parse_text, "input file of URLs (text, CSV or JSONL; - for stdin); required"),
+    "output": Argument("output.path", _parse_text, "JSONL output file"),
+    "config": Argument("config", _parse_text, "YAML config file (sections fetch, nlp, output...)"),
+    "stats_file": Argument("stats_file", _parse_text, "write the run's statistics as JSON to this file"),
+    "input_format": Argument("input_format", _parse_text, "auto, text, csv or jsonl"),
+    "input_column": Argument("input_column", _parse_text, "CSV column holding the URL"),
+    "input_field": Argument("input_field", _parse_text, "JSONL key holding the URL"),
+    "sqlite": Argument("output.sqlite_path", _parse_text, "also write records to this SQLite database"),
+    "batch_size": Argument("output.batch_size", _parse_int, "records per output flush"),
+    # fetching
+    "concurrency": Argument("fetch.max_concurrency", _parse_int, "requests in flight, 1 or more"),
+    "per_host": Argument("fetch.per_host_limit", _parse_int, "requests in flight per host; 0 for no limit"),
+    "timeout": Argument("fetch.timeout_s", _parse_float, "seconds allowed for one attempt, body included"),
+    "retries": Argument("fetch.retries", _parse_int, "retries after the first attempt, 0 to 20"),
+    "max_bytes": Argument("fetch.max_response_bytes", _parse_int, "largest response body, 1024 or more"),
+    "max_redirects": Argument("fetch.max_redirects", _parse_int, "redirects followed, 0 to 100"),
+    "robots": Argument("politeness.respect_robots", _parse_bool, "obey robots.txt: on or off"),
+    "contact": Argument("fetch.contact", _parse_text, "contact added to the User-Agent"),
+    # NLP
+    "nlp": Argument("nlp.enabled", _parse_bool, "run the NLP stage: on or off"),
+    "nlp_batch_size": Argument("nlp.batch_size", _parse_int, "texts per spaCy batch"),
+    "nlp_workers": Argument("nlp.workers", _parse_int, "NLP worker threads"),
+    "model": Argument("nlp.model", _parse_text, "spaCy model package or path"),
+}
+"""Every ``-a name=value`` the spider accepts. An unknown name is an error, not silently ignored."""
+
+
+def _usage() -> str:
+    return "\n".join(f"  -a {name}=...  {arg.help}" for name, arg in ARGUMENTS.items())
+
+
+def parse_arguments(arguments: dict[str, Any], settings: BaseSettings) -> tuple[EnrichConfig, RunOptions]:
+    """Turn spider arguments (over the ``ENRICH_*`` settings) into the run's config and options.
+
+    Raises:
+        ConfigError: an unknown argument, a value of the wrong kind or out of range, an unreadable config file or
+            a missing input; the message names the argument and what is allowed.
+    """
+    unknown = sorted(set(arguments) - set(ARGUMENTS))
+    if unknown:
+        raise ConfigError(
+            f"unknown spider argument(s): {', '.join(unknown)}. Allowed arguments:\n{_usage()}",
+        )
+    overrides: dict[str, dict[str, Any]] = {}
+    run: dict[str, Any] = {}
+    for name, raw in arguments.items():
+        argument = ARGUMENTS[name]
+        try:
+            value = argument.parse(str(raw))
+        except ValueError as exc:
+            raise ConfigError(f"invalid spider argument {name}={raw!r}: {exc} ({argument.help})") from None
+        key = argument.config_key
+        if key is None:
+            run[argument.target] = value
+        else:
+            overrides.setdefault(key[0], {})[key[1]] = value
+
+    base_settings = settings.copy()
+    if "config" in run:
+        base_settings.set("ENRICH_CONFIG_FILE", run.pop("config"), priority="cmdline")
+    base = enrich_config_from_settings(base_settings)
+    fetch = overrides.get("fetch", {})
+    if "max_concurrency" in fetch and isinstance(fetch["max_concurrency"], int):
+        # a lower ceiling drags the adaptive floor down with it, instead of failing on min > max
+        fetch.setdefault("min_concurrency", max(1, min(base.fetch.min_concurrency, fetch["max_concurrency"])))
+    try:
+        config = base.replace(**overrides) if overrides else base
+    except ConfigError as exc:
+        raise ConfigError(_argument_error(exc, arguments)) from exc
+
+    defaults = run_options_from_settings(base_settings)
+    try:
+        options = RunOptions(
+            input=run.get("input", defaults.input),
+            input_format=run.get("input_format", defaults.input_format),
+            input_column=run.get("input_column", defaults.input_column),
+            input_field=run.get("input_field", defaults.input_field),
+            stats_file=Path(run["stats_file"]) if "stats_file" in run else defaults.stats_file,
+            progress_interval_s=defaults.progress_interval_s,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"invalid spider argument: {exc}") from None
+    _check_input(options)
+    return config, options
+
+
+def _argument_error(exc: ConfigError, arguments: dict[str, Any]) -> str:
+    """Name the spider argument behind each invalid config key, where there is one."""
+    cause = exc.__cause__
+    if not isinstance(cause, ValidationError):
+        return str(exc)
+    by_key = {arg.target: name for name, arg in ARGUMENTS.items() if arg.config_key is not None}
+    lines = []
+    for err in cause.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        name = by_key.get(key)
+        if name is not None and name in arguments:
+            lines.append(f"-a {name}={arguments[name]}: {err['msg']} ({ARGUMENTS[name].help})")
+        else:
+            lines.append(f"{key}: {err['msg']}")
+    if not lines:
+        return config_error_message(cause)
+    if len(lines) == 1:
+        return f"invalid spider argument {lines[0]}"
+    return "invalid spider arguments:\n  " + "\n  ".join(lines)
+
+
+def _check_input(options: RunOptions) -> None:
+    if options.input is None:
+        raise ConfigError(f"no input: pass -a input=urls.txt (one URL per line; CSV and JSONL too).\n{_usage()}")
+    if options.input == "-":
+        return
+    path = Path(options.input)
+    if not path.is_file():
+        raise ConfigError(f"input file {path} does not exist or is not a file (-a input=...)")
+    # read the first entry now, so a CSV without the URL column stops the run before it starts
+    entries = iter_input_lines(path, fmt=options.input_format, column=options.input_column, field=options.input_field)
+    try:
+        next(entries, None)
+    finally:
+        close = getattr(entries, "close", None)  # a generator: closing it closes the file
+        if close is not None:
+            close()
+
+
+# --- Failures -------------------------------------------------------------------------------------------------------
+
+
+def fetch_error(
+    failure: Failure, *, url: str, attempts: int, config: EnrichConfig, over_size_cap: bool = False
+) -> FetchError:
+    """Translate a Scrapy/Twisted download failure into our error, worded as the async engine words it
+    (:func:`enrich.policy.failure_message`): ``Fetch failed after 3 attempts: Connection refused``.
+
+    Args:
+        over_size_cap: the download was cancelled for its size, when the exception cannot tell (Scrapy cancels a
+            body without ``Content-Length`` that outgrows the cap with a bare ``DownloadCancelledError``).
+    """
+    exc = failure.value
+    if isinstance(exc, IgnoreRequest) and "robots.txt" in str(exc):
+        return RobotsDisallowedError(_robots_message(url, config), url=url)
+    if isinstance(exc, (DownloadTimeoutError, TxTimeoutError, TCPTimedOutError, TimeoutError)):
+        reason = f"Timeout after {config.fetch.timeout_s:g}s"
+        return FetchTimeoutError(failure_message(attempts, reason), url=url, attempts=attempts)
+    reason = _reason(exc, url, config, over_size_cap=over_size_cap)
+    return FetchError(failure_message(attempts, reason), url=url, attempts=attempts)
+
+
+def _reason(exc: BaseException | None, url: str, config: EnrichConfig, *, over_size_cap: bool) -> str:
+    if isinstance(exc, (DownloadConnectionRefusedError, ConnectionRefusedError)):
+        return "Connection refused"
+    if isinstance(exc, (CannotResolveHostError, DNSLookupError)):
+        return f"DNS lookup failed for {urlsplit(url).hostname or url}"
+    if isinstance(exc, DownloadCancelledError) and (over_size_cap or "max size" in str(exc)):
+        # Scrapy cancels the download at DOWNLOAD_MAXSIZE and drops what it received: no truncated page to hand over
+        return f"Response larger than the size cap of {config.fetch.max_response_bytes} bytes"
+    if isinstance(exc, (ResponseDataLossError, DownloadFailedError)):
+        return "Connection dropped while reading the body"
+    if isinstance(exc, (ConnectionLost, ConnectionDone)):
+        return "Server disconnected"
+    if isinstance(exc, IgnoreRequest) and "redirect" in str(exc):
+        return f"Too many redirects (more than {config.fetch.max_redirects})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _robots_message(url: str, config: EnrichConfig) -> str:
+    """The async engine's wording (:meth:`enrich.policy.robots.RobotsPolicy.check`)."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    token = user_agent_token(config.fetch.full_user_agent)
+    return f"robots.txt of {site_of(url)} disallows {target} for {token}"
+
+
+def _attempts(meta: dict[str, Any]) -> int:
+    retries = meta.get("retry_times", 0)
+    return (retries if isinstance(retries, int) else 0) + 1
+
+
+def _latency_ms(meta: dict[str, Any]) -> float | None:
+    latency = meta.get("download_latency")
+    return float(latency) * 1000 if isinstance(latency, (int, float)) else None
+
+
+def _headers(response: Response) -> dict[str, str]:
+    """Lower-case names to text values, repeated headers joined with ``, `` (as HTTP allows)."""
+    out: dict[str, str] = {}
+    for key, value in response.headers.to_unicode_dict().items():
+        out[str(key).lower()] = ", ".join(value) if isinstance(value, list) else str(value)
+    return out
+
+
+def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without ``user:password@`` and, when there were some, a Basic ``Authorization`` header."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    token = b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])), {"Authorization": f"Basic {token}"}
+
+
+# --- The spider -----------------------------------------------------------------------------------------------------
+
+
+class EnrichSpider(Spider):
+    """Fetches every input URL once and yields one :class:`WorkItem` for it, page or error.
+
+    Args:
+        config: the validated run config (fetch limits are already in Scrapy's settings).
+        options: input file and format, stats file.
+    """
+
+    name = "enrich"
+
+    def __init__(self, *, config: EnrichConfig, options: RunOptions) -> None:
+        super().__init__()
+        self.config = config
+        self.options = options
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        """Parse ``-a`` arguments into the typed config and write it into the crawler's settings, which are still
+        open at this point: the pipelines and Scrapy's middlewares are built from them right after.
+
+        Raises:
+            ConfigError: a bad argument; the crawl does not start.
+        """
+        if args:
+            raise ConfigError(f"the enrich spider takes only name=value arguments, got {args!r}")
+        try:
+            config, options = parse_arguments(kwargs, crawler.settings)
+        except ConfigError as exc:
+            # printed plainly too: Scrapy logs the exception with a long traceback that hides the message
+            print(f"scrapy crawl enrich: {exc}", file=sys.stderr)
+            raise
+        store_run(crawler.settings, config, options)
+        spider = cls(config=config, options=options)
+        spider._set_crawler(crawler)
+        return spider
+
+    async def start(self) -> AsyncIterator[Request | WorkItem]:
+        """Stream the input: an error item for an invalid URL, a request for a valid one.
+
+        The input is read only as fast as the downloader takes requests, so a file of millions of URLs is never
+        held in the scheduler.
+        """
+        assert self.options.input is not None
+        source = self.options.input
+        lines = iter_input_lines(
+            source, fmt=self.options.input_format, column=self.options.input_column, field=self.options.input_field
+        )
+        for entry in read_urls(lines):
+            if self.crawler.engine.needs_backout():
+                await self.crawler.signals.wait_for(signals.scheduler_empty)
+            yield self._request_or_error(entry)
+
+    def _request_or_error(self, entry: InputURL) -> Request | WorkItem:
+        if entry.error is not None or entry.fetch_url is None:
+            error = entry.error or ValueError("no URL")
+            return WorkItem.from_error(entry.url, error, engine=ENGINE, stage="input")
+        url, headers = _split_credentials(entry.fetch_url)
+        try:
+            return Request(
+                url,
+                callback=self.parse_page,
+                errback=self.fetch_failed,
+                headers=headers or None,
+                dont_filter=True,
+                meta={INPUT_URL_META: entry.url, STARTED_META: time.perf_counter()},
+            )
+        except ValueError as exc:  # a URL our validator accepts but Scrapy's does not
+            return WorkItem.from_error(entry.url, FetchError(f"Invalid URL: {exc}", url=entry.url), engine=ENGINE)
+
+    def parse_page(self, response: Response) -> Iterator[WorkItem]:
+        """A response: a page for the stages when its status is a success, an ``HTTPError`` record otherwise."""
+        meta = response.meta
+        url: str = meta.get(INPUT_URL_META, response.request.url if response.request else response.url)
+        fetched_at = utc_now_iso()
+        latency_ms = _latency_ms(meta)
+        attempts = _attempts(meta)
+        if not 200 <= response.status < 300:
+            yield WorkItem.from_error(
+                url,
+                http_error(response.status, attempts=attempts),
+                engine=ENGINE,
+                attempts=attempts,
+                fetch_duration_ms=latency_ms,
+                fetched_at=fetched_at,
+                status=response.status,
+                final_url=response.url,
+            )
+            return
+        page = FetchedPage(
+            url=url,
+            final_url=response.url,
+            status=response.status,
+            headers=_headers(response),
+            body=response.body,
+            fetched_at=fetched_at,
+            fetch_duration_ms=latency_ms or 0.0,
+            attempts=attempts,
+        )
+        yield WorkItem.from_page(page, engine=ENGINE)
+
+    def fetch_failed(self, failure: Failure) -> Iterator[WorkItem]:
+        """A request that produced no usable response: one error record, with the attempts it took."""
+        request: Request | None = getattr(failure, "request", None)
+        meta: dict[str, Any] = request.meta if request is not None else {}
+        url: str = meta.get(INPUT_URL_META, request.url if request is not None else "(unknown)")
+        if isinstance(failure.value, HttpError):  # only when HTTPERROR_ALLOW_ALL is turned off
+            response = failure.value.response
+            yield WorkItem.from_error(
+                url,
+                http_error(response.status, attempts=_attempts(meta)),
+                engine=ENGINE,
+                attempts=_attempts(meta),
+                fetch_duration_ms=_latency_ms(meta),
+                fetched_at=utc_now_iso(),
+                status=response.status,
+                final_url=response.url,
+            )
+            return
+        exc = failure.value
+        # a bare cancellation while the crawl runs is the size cap (at shutdown, cancellations are the shutdown's)
+        over_size_cap = isinstance(exc, DownloadCancelledError) and not str(exc) and self.crawler.engine.running
+        error = fetch_error(failure, url=url, attempts=_attempts(meta), config=self.config, over_size_cap=over_size_cap)
+        self.logger.info("%s: %s", url, error, extra={"url": url, "stage": "fetch"})
+        started = meta.get(STARTED_META)
+        elapsed_ms = (time.perf_counter() - started) * 1000 if isinstance(started, float) else None
+        yield WorkItem.from_error(url, error, engine=ENGINE, attempts=error.attempts, fetch_duration_ms=elapsed_ms)

@@ -1,0 +1,362 @@
+"""The stage composer, degrading on failure, and the sinks (memory, JSONL, real SQLite)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pytest
+
+import enrich.nlp
+from enrich.config import NLPConfig
+from enrich.errors import NLPError, SinkError
+from enrich.nlp import NLPResult, NLPStage
+from enrich.record import Entity, Record
+from enrich.sinks import JsonlSink, MemorySink, Sink, SinkStage, SqliteSink
+from enrich.stages import Stage, StageChain, WorkItem
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+
+@dataclass
+class RecordingStage:
+    """A stage that logs its calls, optionally fails, and sets a field so later stages' effects can be seen."""
+
+    name: str
+    log: list[str]
+    fail_open: bool = False
+    fail_process: BaseException | None = None
+    fail_close: bool = False
+    keyword: str | None = None
+
+    async def open(self) -> None:
+        self.log.append(f"open {self.name}")
+        if self.fail_open:
+            raise RuntimeError(f"{self.name} cannot open")
+
+    async def process(self, item: WorkItem) -> WorkItem:
+        self.log.append(f"process {self.name}")
+        if self.fail_process is not None:
+            raise self.fail_process
+        if self.keyword:
+            item.record.keywords.append(self.keyword)
+        return item
+
+    async def close(self) -> None:
+        self.log.append(f"close {self.name}")
+        if self.fail_close:
+            raise RuntimeError(f"{self.name} cannot close")
+
+
+def item(url: str = "https://example.org/") -> WorkItem:
+    return WorkItem(record=Record(url=url, title="kept title"))
+
+
+def test_recording_stage_is_a_stage() -> None:
+    assert isinstance(RecordingStage("a", []), Stage)
+    assert isinstance(MemorySink(), Sink)
+
+
+async def test_open_in_order_close_in_reverse() -> None:
+    log: list[str] = []
+    async with StageChain([RecordingStage(n, log) for n in ("a", "b", "c")]) as chain:
+        await chain.process(item())
+    assert log == ["open a", "open b", "open c", "process a", "process b", "process c", "close c", "close b", "close a"]
+
+
+async def test_failed_open_closes_the_opened_ones_in_reverse() -> None:
+    log: list[str] = []
+    chain = StageChain([RecordingStage("a", log), RecordingStage("b", log), RecordingStage("c", log, fail_open=True)])
+    with pytest.raises(RuntimeError, match="c cannot open"):
+        await chain.open()
+    assert log == ["open a", "open b", "open c", "close b", "close a"]
+    await chain.close()  # closing again closes nothing twice
+    assert log.count("close a") == 1
+
+
+async def test_close_goes_on_after_a_failing_close_and_raises_the_first(caplog: pytest.LogCaptureFixture) -> None:
+    log: list[str] = []
+    chain = StageChain(
+        [RecordingStage("a", log), RecordingStage("b", log, fail_close=True), RecordingStage("c", log, fail_close=True)]
+    )
+    await chain.open()
+    with caplog.at_level(logging.ERROR, logger="enrich.stages"), pytest.raises(RuntimeError, match="c cannot close"):
+        await chain.close()
+    assert log[-3:] == ["close c", "close b", "close a"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "closing stage c failed: c cannot close",
+        "closing stage b failed: b cannot close",
+    ]
+
+
+async def test_failing_stage_degrades_the_record(caplog: pytest.LogCaptureFixture) -> None:
+    log: list[str] = []
+    stages = [
+        RecordingStage("a", log, keyword="from-a"),
+        RecordingStage("b", log, fail_process=ValueError("bad value in b")),
+        RecordingStage("c", log, keyword="from-c"),
+        RecordingStage("d", log, fail_process=KeyError("also bad")),
+    ]
+    with caplog.at_level(logging.WARNING, logger="enrich.stages"):
+        async with StageChain(stages) as chain:
+            result = await chain.process(item("https://example.org/x"))
+    record = result.record
+    assert record.error is not None
+    assert (record.error.type, record.error.message, record.error.stage) == ("ValueError", "bad value in b", "b")
+    assert record.keywords == ["from-a", "from-c"]  # earlier fields kept, later stages still ran
+    assert record.title == "kept title"
+    assert "process d" in log
+    warning = caplog.records[0]
+    assert warning.getMessage() == "stage b failed on https://example.org/x: bad value in b"
+    assert warning.exc_info is not None
+    assert warning.__dict__["stage"] == "b"
+    assert warning.__dict__["url"] == "https://example.org/x"
+
+
+async def test_sink_error_stops_the_chain() -> None:
+    log: list[str] = []
+    stages = [RecordingStage("a", log, fail_process=SinkError("disk full")), RecordingStage("b", log)]
+    async with StageChain(stages) as chain:
+        with pytest.raises(SinkError, match="disk full"):
+            await chain.process(item())
+    assert "process b" not in log
+    assert log[-2:] == ["close b", "close a"]
+
+
+async def test_nlp_failure_degrades_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake analyzer (no model load) that fails: the record keeps its text and notes the NLP stage."""
+
+    class BrokenAnalyzer:
+        def analyze(self, texts: list[str], languages: list[str | None]) -> list[NLPResult]:
+            raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(enrich.nlp, "_worker_analyzer", lambda config: BrokenAnalyzer())
+    work = WorkItem(record=Record(url="https://example.org/", text="Some text about Bergen in Norway."))
+    async with StageChain([NLPStage(config=NLPConfig(batch_wait_ms=0))]) as chain:
+        result = await chain.process(work)
+    assert result.record.error is not None
+    assert result.record.error.type == "NLPError"
+    assert result.record.error.stage == "nlp"
+    assert result.record.error.message == "RuntimeError: CUDA out of memory"
+    assert result.record.text == "Some text about Bergen in Norway."
+    assert result.record.entities == []
+
+
+async def test_nlp_results_are_copied_onto_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    class FixedAnalyzer:
+        def analyze(self, texts: list[str], languages: list[str | None]) -> list[NLPResult]:
+            return [
+                NLPResult(
+                    entities=[Entity("Bergen", "GPE", 1)], keywords=[t.split()[0].lower()], summary=t, language="no"
+                )
+                for t in texts
+            ]
+
+    monkeypatch.setattr(enrich.nlp, "_worker_analyzer", lambda config: FixedAnalyzer())
+    stage = NLPStage(config=NLPConfig(batch_wait_ms=0))
+    declared = WorkItem(record=Record(url="https://a.example/", text="Alpha text", language="en"))
+    detected = WorkItem(record=Record(url="https://b.example/", text="Beta text"))
+    empty = WorkItem(record=Record(url="https://c.example/"))
+    async with StageChain([stage]) as chain:
+        for work in (declared, detected, empty):
+            await chain.process(work)
+    assert declared.record.keywords == ["alpha"]
+    assert declared.record.language == "en"  # a declared language wins
+    assert detected.record.language == "no"
+    assert detected.record.entities == [Entity("Bergen", "GPE", 1)]
+    assert empty.record.keywords == []  # no text, no NLP
+    assert stage.words == 4
+
+
+async def test_nlp_stage_used_before_open_fails_the_record() -> None:
+    async with StageChain([]) as chain:
+        assert chain.stages == []
+    stage = NLPStage(config=NLPConfig())
+    chain = StageChain([stage])  # never opened
+    result = await chain.process(WorkItem(record=Record(url="https://x.example/", text="words")))
+    assert result.record.error is not None
+    assert result.record.error.message == "NLP stage used before open()"
+
+
+async def test_nlp_stage_with_a_missing_model_fails_to_open() -> None:
+    stage = NLPStage(config=NLPConfig(model="xx_no_such_model_sm"))
+    with pytest.raises(NLPError, match=r"spaCy model 'xx_no_such_model_sm' is not installed"):
+        await stage.open()
+    await stage.close()
+
+
+async def test_disabled_nlp_stage_does_nothing() -> None:
+    stage = NLPStage(config=NLPConfig(enabled=False, model="xx_no_such_model_sm"))
+    async with StageChain([stage]) as chain:
+        result = await chain.process(WorkItem(record=Record(url="https://x.example/", text="Bergen")))
+    assert result.record.error is None
+    assert result.record.entities == []
+
+
+# --- SinkStage and sinks ------------------------------------------------------------------------------------------
+
+
+def records(n: int, prefix: str = "https://example.org/") -> list[Record]:
+    return [Record(url=f"{prefix}{i}", title=f"Page {i}", text="naïve café text", word_count=3) for i in range(n)]
+
+
+async def test_sink_stage_batches() -> None:
+    sink = MemorySink()
+    stage = SinkStage(sinks=[sink], batch_size=3)
+    await stage.open()
+    for record in records(7):
+        await stage.process(WorkItem(record=record))
+    assert (sink.batches, len(sink.records)) == (2, 6)
+    await stage.close()
+    assert (sink.batches, len(sink.records), stage.written) == (3, 7, 7)
+    assert [r.url for r in sink.records] == [f"https://example.org/{i}" for i in range(7)]
+    for record in sink.records:
+        assert record.enriched_at is not None
+        assert record.enriched_at.endswith("Z")
+        assert record.process_duration_ms is not None
+        assert record.process_duration_ms >= 0
+
+
+def test_sink_stage_rejects_a_zero_batch() -> None:
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        SinkStage(sinks=[], batch_size=0)
+
+
+@dataclass
+class FailingSink:
+    fail: bool = True
+    written: list[Record] = field(default_factory=list)
+    closed: bool = False
+
+    async def open(self) -> None:
+        return None
+
+    async def write(self, records: Sequence[Record]) -> None:
+        if self.fail:
+            raise SinkError("disk full")
+        self.written.extend(records)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_sink_error_keeps_the_batch_for_a_later_flush() -> None:
+    sink = FailingSink()
+    stage = SinkStage(sinks=[sink], batch_size=2)
+    await stage.open()
+    await stage.process(WorkItem(record=records(1)[0]))
+    with pytest.raises(SinkError, match="disk full"):
+        await stage.process(WorkItem(record=records(2)[1]))
+    assert stage.written == 0
+    sink.fail = False
+    await stage.close()
+    assert [r.url for r in sink.written] == ["https://example.org/0", "https://example.org/1"]
+    assert sink.closed
+
+
+async def test_sinks_are_closed_even_when_the_last_flush_fails() -> None:
+    sink = FailingSink()
+    stage = SinkStage(sinks=[sink], batch_size=10)
+    await stage.open()
+    await stage.process(WorkItem(record=records(1)[0]))
+    with pytest.raises(SinkError):
+        await stage.close()
+    assert sink.closed
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    text = path.read_text(encoding="utf-8")
+    assert text == "" or text.endswith("\n")  # only whole lines
+    return [json.loads(line) for line in text.splitlines()]
+
+
+async def test_jsonl_sink_writes_whole_lines_and_close_flushes(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "records.jsonl"  # the folder is created
+    stage = SinkStage(sinks=[JsonlSink(path=path)], batch_size=2)
+    await stage.open()
+    for record in records(5):
+        await stage.process(WorkItem(record=record))
+    assert len(read_jsonl(path)) == 4  # two full batches; the fifth waits in the buffer
+    await stage.close()
+    lines = read_jsonl(path)
+    assert [line["url"] for line in lines] == [f"https://example.org/{i}" for i in range(5)]
+    assert lines[0]["text"] == "naïve café text"
+    assert "naïve café" in path.read_text(encoding="utf-8")  # UTF-8, not escaped
+
+
+async def test_jsonl_sink_truncates_or_appends(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    for append, expected in ((False, 2), (False, 2), (True, 4)):
+        sink = JsonlSink(path=path, append=append)
+        await sink.open()
+        await sink.write(records(2))
+        await sink.close()
+        assert len(read_jsonl(path)) == expected
+
+
+async def test_jsonl_sink_into_a_non_writable_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a folder should be", encoding="utf-8")
+    sink = JsonlSink(path=blocker / "records.jsonl")
+    with pytest.raises(SinkError, match=r"cannot open output file .*not-a-dir/records\.jsonl: ") as excinfo:
+        await sink.open()
+    assert isinstance(excinfo.value, OSError)
+    assert isinstance(excinfo.value.__cause__, OSError)
+
+
+async def test_jsonl_sink_written_before_open(tmp_path: Path) -> None:
+    with pytest.raises(SinkError, match="before open"):
+        await JsonlSink(path=tmp_path / "x.jsonl").write(records(1))
+
+
+async def test_sqlite_sink_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "db" / "records.sqlite"
+    first = records(3)
+    first[1].error = None
+    first[2].fail(RuntimeError("boom"), "nlp")
+    first[0].entities = [Entity("Bergen", "GPE", 2)]
+    sink = SqliteSink(path=path)
+    stage = SinkStage(sinks=[sink], batch_size=2)
+    await stage.open()
+    for record in first:
+        await stage.process(WorkItem(record=record))
+    await stage.close()
+    stored = sink.read_all()
+    assert stored == [r.to_dict() for r in sorted(first, key=lambda r: r.url)]
+    assert Record.from_dict(stored[0]) == first[0]
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT url, title, word_count, error_type FROM records ORDER BY url").fetchall()
+    assert rows == [
+        ("https://example.org/0", "Page 0", 3, None),
+        ("https://example.org/1", "Page 1", 3, None),
+        ("https://example.org/2", "Page 2", 3, "RuntimeError"),
+    ]
+
+
+async def test_sqlite_sink_rerun_replaces_rows(tmp_path: Path) -> None:
+    path = tmp_path / "records.sqlite"
+    for title in ("old", "new"):
+        sink = SqliteSink(path=path)
+        await sink.open()
+        again = records(2)
+        for record in again:
+            record.title = title
+        await sink.write(again)
+        await sink.close()
+    stored = SqliteSink(path=path).read_all()
+    assert [(r["url"], r["title"]) for r in stored] == [
+        ("https://example.org/0", "new"),
+        ("https://example.org/1", "new"),
+    ]
+
+
+async def test_sqlite_sink_into_a_non_writable_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    with pytest.raises(SinkError, match="cannot open database"):
+        await SqliteSink(path=blocker / "db.sqlite").open()
