@@ -88,6 +88,7 @@ class ServerThread:
         except BaseException as exc:
             self._error = exc
             self._ready.set()
+            loop.close()
             return
         self._ready.set()
         loop.run_forever()

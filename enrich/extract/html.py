@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 import lxml.html
 import trafilatura
@@ -96,9 +96,12 @@ def extract_html(
         result.author = _clean(doc.author)
         result.published = _clean(doc.date)
         result.text = doc.text.strip() if doc.text else None
+        site_name = _clean(doc.sitename)
+        if site_name == urlsplit(url).netloc:
+            site_name = None  # trafilatura's fallback is the host name, which the URL already says
         result.metadata = {
             key: value
-            for key, value in (("site_name", _clean(doc.sitename)), ("categories", doc.categories), ("tags", doc.tags))
+            for key, value in (("site_name", site_name), ("categories", doc.categories), ("tags", doc.tags))
             if value
         }
     if not result.text:
