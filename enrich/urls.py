@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
 __all__ = [
+    "MAX_LINE_CHARS",
     "MAX_URL_LENGTH",
     "SUPPORTED_SCHEMES",
     "InputFormat",
@@ -37,6 +38,9 @@ __all__ = [
 SUPPORTED_SCHEMES = ("http", "https")
 MAX_URL_LENGTH = 8192
 """Longer lines are not URLs any server accepts; they get an error record (cut to this length) instead."""
+
+MAX_LINE_CHARS = 1 << 20
+"""An input line longer than this (1 MiB) is reported, not read whole: a file without newlines must not fill memory."""
 
 TRACKING_PARAMS = frozenset(
     {
@@ -184,12 +188,22 @@ def iter_input_lines(
                     f"CSV input has no column {column!r} (columns: {', '.join(reader.fieldnames)}); "
                     "choose one with --input-column"
                 )
-            for row in reader:
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:  # e.g. a field over csv.field_size_limit(): one bad row, not a crash
+                    yield reader.line_num, InputProblem(f"line {reader.line_num} is not valid CSV: {exc}")
+                    continue
                 value = (row.get(column) or "").strip()
                 if value:
                     yield reader.line_num, value
         else:
-            for number, line in enumerate(stream, 1):
+            for number, line in enumerate(_bounded_lines(stream), 1):
+                if isinstance(line, InputProblem):
+                    yield number, InputProblem(f"line {number} {line}")
+                    continue
                 value = line.strip()
                 if not value or value.startswith("#"):
                     continue
@@ -206,6 +220,23 @@ class InputProblem(str):
     problem, which :func:`read_urls` turns into the entry's error instead of checking it as a URL."""
 
     __slots__ = ()
+
+
+def _bounded_lines(stream: TextIO) -> Iterator[str]:
+    """Lines of a stream, never holding more than :data:`MAX_LINE_CHARS` of one line in memory: a longer line
+    is skipped in chunks and reported as an :class:`InputProblem`."""
+    while True:
+        line = stream.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+            while True:  # drain the rest of the line
+                chunk = stream.readline(1 << 20)
+                if not chunk or chunk.endswith("\n"):
+                    break
+            yield InputProblem(f"is longer than {MAX_LINE_CHARS} characters")
+            continue
+        yield line
 
 
 def _jsonl_value(line: str, field: str, number: int) -> str:

@@ -232,3 +232,25 @@ def test_read_urls_one_entry_per_line_and_no_credentials_in_url() -> None:
 def test_empty_value_gets_a_placeholder_url() -> None:
     (entry,) = read_urls([(7, "")])
     assert (entry.url, entry.line, entry.valid) == ("(empty)", 7, False)
+
+
+def test_line_over_the_memory_bound_is_reported_not_read_whole() -> None:
+    from enrich.urls import MAX_LINE_CHARS
+
+    data = "http://a.test/\n" + "x" * (MAX_LINE_CHARS * 3) + "\nhttp://b.test/\n" + "y" * (MAX_LINE_CHARS + 5)
+    entries = list(read_urls(iter_input_lines(io.StringIO(data))))
+    assert [e.line for e in entries] == [1, 2, 3, 4]
+    assert [e.valid for e in entries] == [True, False, True, False]
+    assert entries[2].url == "http://b.test/"
+    assert all(f"longer than {MAX_LINE_CHARS} characters" in str(e.error) for e in entries if not e.valid)
+    assert all(len(e.url) < 100 for e in entries)  # the huge value itself is never carried along
+
+
+def test_csv_row_over_the_field_limit_is_one_bad_entry(tmp_path: Path) -> None:
+    import csv
+
+    path = tmp_path / "urls.csv"
+    path.write_text("url\nhttp://a.test/\n" + "z" * (csv.field_size_limit() + 10) + "\nhttp://b.test/\n")
+    entries = list(read_urls(iter_input_lines(path)))
+    assert [e.valid for e in entries] == [True, False, True]
+    assert "not valid CSV" in str(entries[1].error)
