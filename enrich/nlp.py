@@ -312,11 +312,16 @@ class NLPStage:
         assert self._queue is not None
         slots = asyncio.Semaphore(self._config.workers)
         wait_s = self._config.batch_wait_ms / 1000
+        workers = self._config.workers
         while True:
             await slots.acquire()
             batch = [await self._queue.get()]
+            # Share what is queued among the idle workers instead of giving one worker a full batch while
+            # another idles; under load the queue is long and every batch is full anyway.
+            idle = workers - len(self._running)
+            limit = min(self._config.batch_size, max(1, -(-(self._queue.qsize() + 1) // max(idle, 1))))
             deadline = asyncio.get_running_loop().time() + wait_s
-            while len(batch) < self._config.batch_size:
+            while len(batch) < limit:
                 try:
                     if self._queue.empty():
                         remaining = deadline - asyncio.get_running_loop().time()

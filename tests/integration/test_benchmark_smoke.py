@@ -1,0 +1,71 @@
+"""Smoke test of ``tools/benchmark_enrichment.py``: both engines, two profiles, a few generated pages, one round.
+
+The tool runs as a subprocess, as people run it; the test reads the JSON it writes. It checks the shape of the
+report and that every figure is there and sane, not how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOOL = REPO_ROOT / "tools" / "benchmark_enrichment.py"
+URLS = 8
+CONCURRENCY = 4
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_benchmark_runs_both_engines_and_writes_a_complete_report(tmp_path: Path) -> None:
+    report_path = tmp_path / "bench.json"
+    plot_path = tmp_path / "bench.png"
+    cmd = [
+        sys.executable,
+        str(TOOL),
+        *("--urls", str(URLS), "--runs", "1", "--engines", "async,scrapy", "--profile", "fetch,full"),
+        *("--concurrency", str(CONCURRENCY), "--page-bytes", "2500", "--latency-ms", "5", "--naive-pages", "4"),
+        *("--json", str(report_path), "--plot", str(plot_path), "--workdir", str(tmp_path / "work"), "--quiet"),
+    ]
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=230, check=False)
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr[-3000:]}"
+    assert "async/full/c4" in done.stdout  # the terminal table
+
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert set(report) >= {"meta", "ceilings", "configurations"}
+    assert report["meta"]["urls"] == URLS
+
+    configurations = {c["key"]: c for c in report["configurations"]}
+    expected = {f"{e}/{p}/c{CONCURRENCY}" for e in ("async", "scrapy") for p in ("fetch", "full")}
+    assert set(configurations) == expected
+    for key, conf in configurations.items():
+        assert conf["runs"] == 1, key
+        assert conf["failed_runs"] == 0, (key, conf["errors"])
+        assert conf["success_rate"] == 1.0, key
+        assert conf["throughput_urls_per_s"]["median"] > 0, key
+        assert conf["duration_s"]["min"] <= conf["duration_s"]["median"] <= conf["duration_s"]["max"], key
+        assert conf["speedup_vs_scrapy"] > 0, key
+        assert conf["ceiling_urls_per_s"] > 0, key
+        assert conf["efficiency"] > 0, key
+        assert conf["fetch_p50_ms"] is not None, key
+        assert conf["fetch_p95_ms"] >= conf["fetch_p50_ms"], key
+        assert conf["peak_rss_mb"] > 0, key
+        assert conf["server_max_inflight"] >= 1, key
+    assert configurations[f"scrapy/full/c{CONCURRENCY}"]["speedup_vs_scrapy"] == 1.0
+    assert configurations[f"async/full/c{CONCURRENCY}"]["ceiling_step"] in {"fetch", "extract", "nlp"}
+    assert configurations[f"async/full/c{CONCURRENCY}"]["avg_process_ms"] > 0
+
+    ceilings = report["ceilings"]
+    assert ceilings["fetch"][str(CONCURRENCY)]["urls_per_s"]["median"] > 0
+    assert ceilings["fetch"][str(CONCURRENCY)]["success_rate"] == 1.0
+    assert ceilings["extract"]["pages"] == URLS
+    assert ceilings["extract"]["urls_per_s"]["median"] > 0
+    for name in ("nlp", "naive_nlp"):
+        assert ceilings[name]["words_per_s"]["median"] > 0, name
+        assert ceilings[name]["pages_per_s"]["median"] > 0, name
+    assert "ner" in ceilings["naive_nlp"]["pipeline"]
+    assert plot_path.stat().st_size > 0
