@@ -400,7 +400,9 @@ def _run_async_engine(
         loop = asyncio.get_running_loop()
         interrupt.on_first = processor.stop
         interrupt.on_second = task.cancel
-        loop.add_signal_handler(signal.SIGINT, interrupt)
+        # SIGTERM (kill, systemd, docker stop) stops the run like Ctrl-C: flush, summary, exit status 130.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, interrupt)
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=reporter.period if reporter else 1.0)
@@ -414,7 +416,8 @@ def _run_async_engine(
                 reporter.close()
             return processor.stats
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
 
     stats = asyncio.run(go())
     if stats.total is None:

@@ -5,13 +5,18 @@ Data flows through two bounded queues, so memory stays flat whatever the input s
     inputs ──producer──> [url queue] ──fetch workers (AIMD-gated)──> [item queue] ──stage workers──> sinks
 
 Every input entry ends as exactly one record: a fetched page enriched by the stages, or an error record (invalid
-URL, transport failure, non-2xx answer). :meth:`AsyncEnrichmentProcessor.stop` stops taking new URLs, lets
-in-flight ones finish and closes the stages, which flushes the sinks.
+URL, policy refusal, transport failure, non-2xx answer). A repeated entry (the same URL again) is skipped and
+counted (``duplicates_skipped``), so the output holds one record per URL. :meth:`AsyncEnrichmentProcessor.stop`
+stops taking new URLs, lets in-flight ones finish and closes the stages, which flushes the sinks.
+
+The hostile-web policies (robots.txt, per-domain slots, backoff and circuit breaker, address checks) are applied
+by the fetcher (:class:`~crawler.async_engine.fetcher.AiohttpFetcher`); their figures go to ``stats.extra``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -42,6 +47,10 @@ ENGINE = "async"
 
 PROGRESS_INTERVAL_S = 10.0
 """Default time between two progress lines."""
+
+MAX_SEEN_URLS = 200_000
+"""Distinct URLs remembered to skip repeated entries: 8-byte digests, about 15 MB at most. Past this many the
+input is expected to come de-duplicated (stage 2 does it) and later repeats are fetched again, with one warning."""
 
 _DONE = None
 
@@ -95,6 +104,9 @@ class AsyncEnrichmentProcessor:
         self.stats = RunStats(engine=engine, clock=clock, concurrency=lambda: self.controller.concurrency)
         self.not_started = 0
         """URLs read from the input but dropped unfetched because :meth:`stop` was called."""
+        self.duplicates = 0
+        """Input entries skipped because the same URL came earlier in the run."""
+        self._seen: set[bytes] = set()
 
     @classmethod
     def from_config(
@@ -118,7 +130,9 @@ class AsyncEnrichmentProcessor:
         controller = AIMDController.from_config(config.aimd, config.fetch, clock=clock)
         limiter = AdaptiveLimiter(limit=lambda: controller.concurrency)
         controller.add_listener(limiter.notify)
-        fetcher = AiohttpFetcher.from_config(config.fetch, limiter=limiter, on_attempt=controller.record)
+        fetcher = AiohttpFetcher.from_config(
+            config.fetch, politeness=config.politeness, limiter=limiter, on_attempt=controller.record
+        )
         nlp = config.nlp
         # Enough items in the stages at once for the NLP stage to fill its batches on every worker.
         stage_workers = max(4, 2 * nlp.batch_size * nlp.workers) if nlp.enabled else max(4, 2 * config.extract.workers)
@@ -156,14 +170,31 @@ class AsyncEnrichmentProcessor:
         stats = self.stats = RunStats(
             engine=self.engine, clock=self._clock, concurrency=lambda: self.controller.concurrency
         )
+        self._seen.clear()
         urls: asyncio.Queue[InputURL | None] = asyncio.Queue(self.queue_size)
         items: asyncio.Queue[WorkItem | None] = asyncio.Queue(self.queue_size)
         await self.chain.open()
         try:
             async with self.fetcher:
                 await self._run_tasks(inputs, urls, items)
-        finally:
+        except Exception:
+            # The run's own error (a sink that cannot write) is the one to report: a sink failing again while
+            # closing is logged, not raised over it.
+            try:
+                await self.chain.close()
+            except Exception:
+                logger.error("closing the stages after a failed run failed too", exc_info=True)
+            self._finish(stats)
+            raise
+        except BaseException:  # cancelled: flush what was processed; a sink error while flushing wins
+            try:
+                await self.chain.close()
+            finally:
+                self._finish(stats)
+            raise
+        try:
             await self.chain.close()
+        finally:
             self._finish(stats)
         return stats
 
@@ -219,11 +250,26 @@ class AsyncEnrichmentProcessor:
         if self.stopping:
             self.not_started += 1
             return False
+        if self._repeated(entry.url):
+            self.duplicates += 1
+            logger.info("skipping repeated input entry %s (line %d)", entry.url, entry.line, extra={"url": entry.url})
+            return True
         if entry.error is not None:
             await items.put(WorkItem.from_error(entry.url, entry.error, engine=self.engine, stage="input"))
         else:
             await urls.put(entry)
         return True
+
+    def _repeated(self, url: str) -> bool:
+        """Whether ``url`` came before in this run (remembering it if not, up to :data:`MAX_SEEN_URLS`)."""
+        digest = hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        if digest in self._seen:
+            return True
+        if len(self._seen) < MAX_SEEN_URLS:
+            self._seen.add(digest)
+            if len(self._seen) == MAX_SEEN_URLS:
+                logger.warning("%d distinct URLs seen: later repeated entries are not detected", MAX_SEEN_URLS)
+        return False
 
     async def _fetch_worker(
         self, urls: asyncio.Queue[InputURL | None], items: asyncio.Queue[WorkItem | None], workers_left: list[int]
@@ -286,6 +332,10 @@ class AsyncEnrichmentProcessor:
         stats.extra["concurrency_history"] = [[t, value] for t, value in self.controller.history]
         stats.extra["peak_in_flight"] = self.limiter.peak
         stats.extra["not_started"] = self.not_started
+        stats.extra["duplicates_skipped"] = self.duplicates
+        policy_stats = getattr(self.fetcher, "policy_stats", None)
+        if callable(policy_stats):
+            stats.extra.update(policy_stats())
         logger.info("run finished\n%s", stats.summary())
         if self._progress_callback is not None:
             self._progress_callback(stats)

@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from enrich.errors import EnrichError, FetchError
+from enrich.errors import EnrichError, FetchError, RefusedError
 from enrich.record import ErrorInfo
 
 if TYPE_CHECKING:
@@ -39,8 +39,12 @@ def is_transient_error(exc: BaseException) -> bool:
     """Whether a fetch exception may go away on a new attempt.
 
     Timeouts, connection errors and :class:`~enrich.errors.FetchError` (which engines raise from transport
-    failures) are transient; a bad URL (``ValueError``) or a project error other than a fetch error is not.
+    failures) are transient; a bad URL (``ValueError``), a policy refusal (:class:`~enrich.errors.RefusedError`:
+    robots.txt, open circuit, blocked address, the same answer on every attempt) or a project error other than a
+    fetch error is not.
     """
+    if isinstance(exc, RefusedError):
+        return False
     if isinstance(exc, (TimeoutError, ConnectionError, FetchError)):
         return True
     return isinstance(exc, OSError) and not isinstance(exc, EnrichError)

@@ -148,7 +148,20 @@ async def test_timeout(site: ServerThread, hits: Hits) -> None:
 
 
 async def test_connection_refused(unreachable_url: str) -> None:
+    # robots.txt on: an unreachable robots.txt disallows the site for a while (RFC 9309, docs/hostile-web.md)
     record = await crawl_one(unreachable_url)
+    assert record.error is not None
+    assert (record.error.type, record.error.message, record.error.stage) == (
+        "RobotsDisallowedError",
+        f"robots.txt of {unreachable_url.rstrip('/')} unreachable (ConnectionRefusedError: Connection refused); "
+        "the site is disallowed for 60 s",
+        "fetch",
+    )
+    assert (record.status, record.attempts) == (None, 0)
+
+
+async def test_connection_refused_without_robots(unreachable_url: str) -> None:
+    record = await crawl_one(unreachable_url, politeness={"respect_robots": False})
     assert record.error is not None
     assert (record.error.type, record.error.message) == (
         "FetchError",
@@ -260,6 +273,9 @@ async def test_controller_backs_off_under_503_burst_then_recovers(site: ServerTh
     config = BASE.replace(
         fetch={"retries": 0, "max_concurrency": 20, "min_concurrency": 2},
         aimd={"initial": 16, "interval_s": 0.05, "window": 20, "increase_step": 2},
+        # the AIMD controller is under test: the domain's circuit breaker must not end the burst early,
+        # and per-domain slots must not cap the concurrency below the controller's (one domain here)
+        politeness={"circuit_failures": 10_000, "per_domain_concurrency": 20},
     )
     urls = [f"{site.url}/overload/{route}/{burst}/{n}" for n in range(800)]
     records, stats, processor = await crawl(urls, config)
