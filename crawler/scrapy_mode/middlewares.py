@@ -1,39 +1,489 @@
-"""Downloader middlewares of Scrapy mode: fixes for Scrapy's own, kept as small subclasses."""
+"""Downloader middlewares of Scrapy mode: the hostile-web policies of :mod:`enrich.policy`, driven by Scrapy.
+
+The decisions are the shared policy objects' (the async engine drives the very same classes); these middlewares
+only put the calls where Scrapy lets them in (``docs/hostile-web.md``, "Policy design"):
+
+* :class:`PolicyMiddleware` (before Scrapy's redirect and retry middlewares on the way back, so it sees every
+  attempt and every redirect hop): the address filter (:class:`~enrich.policy.addresses.AddressPolicy`, after DNS
+  resolution), robots.txt (:class:`~enrich.policy.robots.RobotsPolicy`, fetched through Scrapy's own downloader),
+  the circuit breaker, backoff, crawl delay and per-domain cap (:class:`~enrich.policy.domains.DomainPolicy`), and
+  the check that a redirect stays on HTTP(S).
+* :class:`SizeCapMiddleware`: stops a download once ``fetch.max_response_bytes`` arrived and keeps the cut body,
+  flagged, instead of Scrapy's ``DOWNLOAD_MAXSIZE``, which throws the whole response away.
+* :class:`CappedHttpCompressionMiddleware`: Scrapy's decompression, cutting the *decompressed* body at the same cap
+  (a gzip bomb inflates to the cap, not to 200 MiB) instead of dropping the response.
+
+A request that a policy refuses, or that ends with one of our final errors, raises :class:`FetchAborted`; the
+spider's errback writes the error it carries as the URL's record.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+import ipaddress
+import logging
+import socket
+import zlib
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urljoin, urlsplit
 
-from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
-from scrapy.utils.defer import maybe_deferred_to_future
+from scrapy import signals
+from scrapy.downloadermiddlewares.httpcompression import HttpCompressionMiddleware
+from scrapy.exceptions import DownloadConnectionRefusedError, DownloadTimeoutError, IgnoreRequest, StopDownload
+from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
-from twisted.internet.defer import Deferred
+
+from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError, RobotsDisallowedError
+from enrich.policy import failure_message
+from enrich.policy.addresses import AddressPolicy, address_kind
+from enrich.policy.domains import DomainPolicy, domain_of
+from enrich.policy.robots import RobotsPolicy
+from enrich.urls import redact_url
 
 if TYPE_CHECKING:
-    from scrapy import Request
-    from scrapy.robotstxt import RobotParser
+    from contextlib import AbstractAsyncContextManager
 
-__all__ = ["SharedRobotsTxtMiddleware"]
+    from scrapy.crawler import Crawler
+
+    from enrich.config import EnrichConfig
+
+__all__ = [
+    "INPUT_URL_META",
+    "MAX_BYTES_META",
+    "ROBOTS_META",
+    "TRUNCATED_FLAG",
+    "CappedHttpCompressionMiddleware",
+    "FetchAborted",
+    "PolicyMiddleware",
+    "SizeCapMiddleware",
+    "attempts_of",
+]
+
+logger = logging.getLogger(__name__)
+
+INPUT_URL_META = "enrich_input_url"
+"""Request meta key holding the input URL (credentials removed), kept through redirects and retries."""
+
+ROBOTS_META = "enrich_robots"
+"""Request meta flag of robots.txt fetches: the policies let them through (they are part of a policy check)."""
+
+MAX_BYTES_META = "enrich_max_bytes"
+"""Request meta key overriding the body cap of one request (robots.txt is cut at ``ROBOTS_MAX_BYTES``)."""
+
+RECEIVED_META = "enrich_received"
+"""Request meta key counting the body bytes received by the current attempt."""
+
+TRUNCATED_FLAG = "enrich_truncated"
+"""Response flag: the body was cut at the size cap (on the wire or after decompression)."""
+
+ROBOTS_MAX_BYTES = 500 * 1024
+"""robots.txt bytes downloaded; the policy parses at most its own ``MAX_ROBOTS_BYTES`` (512 KiB) of them."""
+
+ROBOTS_MAX_REDIRECTS = 5
+"""Redirects a robots.txt fetch follows (RFC 9309 asks for at least five)."""
+
+DOWNLOAD_SLOT_META = "download_slot"
+"""Scrapy's request meta key naming the download slot (``Downloader.DOWNLOAD_SLOT``)."""
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+HTTP_SCHEMES = frozenset({"http", "https"})
 
 
-class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
-    """Scrapy's robots.txt middleware, with every request that waits for a site's robots.txt getting its parser.
+class FetchAborted(IgnoreRequest):
+    """A request that ends with one of our errors instead of a response: a policy refusal (robots.txt, circuit,
+    address) or a final fetch error (a redirect to a non-HTTP URL). The spider's errback writes ``error``.
 
-    Scrapy (2.19, asyncio reactor) lets all requests that arrive while a robots.txt is downloading await the same
-    ``Deferred``; ``Deferred.asFuture`` passes ``None`` down the callback chain, so every waiter after the first
-    got ``None`` ("no robots.txt") and was let through. Here each waiter gets a ``Deferred`` of its own, fed by a
-    pass-through callback on the shared one.
+    Args:
+        error: the error of the URL's record.
     """
 
-    async def robot_parser(self, request: Request) -> RobotParser | None:
-        pending = self._parsers.get(urlparse_cached(request).netloc)
-        if not isinstance(pending, Deferred):
-            return await super().robot_parser(request)
-        waiter: Deferred[RobotParser | None] = Deferred()
+    def __init__(self, error: FetchError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
-        def relay(result: Any) -> Any:
-            waiter.callback(result)
-            return result
 
-        pending.addBoth(relay)
-        return await maybe_deferred_to_future(waiter)
+def attempts_of(meta: dict[str, Any]) -> int:
+    """The number of the attempt a request is (1 for the first), from Scrapy's retry counter."""
+    retries = meta.get("retry_times", 0)
+    return (retries if isinstance(retries, int) else 0) + 1
+
+
+def _input_url(request: Request) -> str:
+    url = request.meta.get(INPUT_URL_META)
+    return url if isinstance(url, str) else redact_url(request.url)
+
+
+def _run_config(crawler: Crawler) -> EnrichConfig:
+    from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports this module
+
+    return enrich_config_from_settings(crawler.settings)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class PolicyMiddleware:
+    """The per-request policy gate and the per-attempt outcome reports, in the order of the contract's engine loop.
+
+    Before each attempt (``process_request``): refuse a non-public target (after resolving its name), refuse what
+    robots.txt forbids, refuse while the domain's circuit is open, then wait in
+    :meth:`DomainPolicy.slot <enrich.policy.domains.DomainPolicy.slot>` for a free per-domain slot, the backoff and
+    the robots.txt Crawl-delay. The slot is held until the attempt's outcome: a response reports its status
+    (``on_response``: 5xx feed the circuit, 429/503 set the backoff, ``Retry-After`` honoured), a transport error
+    reports a failure (``on_failure``). Scrapy's retry middleware re-schedules a retry, which passes here again, so
+    every attempt waits for the domain's backoff; redirect hops pass here too, so an open redirect to a private
+    address is refused like a direct one.
+
+    Args:
+        crawler: the running crawler (robots.txt is fetched with its engine).
+        addresses: the address filter.
+        domains: per-domain cap, backoff and circuit breaker.
+        robots: robots.txt rules; its fetcher should be :meth:`fetch_robots`.
+        connect_timeout_s: time allowed for resolving a host name.
+    """
+
+    def __init__(
+        self,
+        *,
+        crawler: Crawler,
+        addresses: AddressPolicy,
+        domains: DomainPolicy,
+        robots: RobotsPolicy,
+        connect_timeout_s: float,
+    ) -> None:
+        self.crawler = crawler
+        self.addresses = addresses
+        self.domains = domains
+        self.robots = robots
+        self.connect_timeout_s = connect_timeout_s
+        self._held: dict[Request, AbstractAsyncContextManager[None]] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        config = _run_config(crawler)
+        holder: list[PolicyMiddleware] = []
+
+        async def fetch_robots(url: str) -> tuple[int, str]:
+            return await holder[0].fetch_robots(url)
+
+        middleware = cls(
+            crawler=crawler,
+            addresses=AddressPolicy.from_config(config.politeness),
+            domains=DomainPolicy.from_config(config.politeness, config.fetch),
+            robots=RobotsPolicy.from_config(config.politeness, config.fetch, fetch_robots=fetch_robots),
+            connect_timeout_s=config.fetch.connect_timeout_s,
+        )
+        holder.append(middleware)
+        crawler.signals.connect(middleware.spider_closed, signal=signals.spider_closed)
+        if crawler.stats is not None:
+            crawler.stats.set_value("enrich/robots_enabled", middleware.robots.enabled)
+            crawler.stats.set_value("enrich/allow_private_addresses", middleware.addresses.allow_private)
+        return middleware
+
+    # --- before an attempt -----------------------------------------------------------------------------------
+
+    async def process_request(self, request: Request) -> None:
+        """Let the request through (``None``) once the domain may be fetched, or refuse it.
+
+        Raises:
+            FetchAborted: carrying ``BlockedAddressError``, ``RobotsDisallowedError`` or ``CircuitOpenError``.
+        """
+        if request.meta.get(ROBOTS_META):
+            return
+        url = request.url
+        domain = domain_of(url)
+        # a redirect hop inherits the meta of the request it came from, download slot included: put it in the slot
+        # of its own host, so that slot's pacing applies to it
+        request.meta[DOWNLOAD_SLOT_META] = urlparse_cached(request).hostname or ""
+        await self._check_address(request)
+        reason = await self.robots.check(url)
+        if reason is not None:
+            raise FetchAborted(RobotsDisallowedError(reason, url=_input_url(request)))
+        reason = self.domains.check(domain)
+        if reason is not None:
+            raise FetchAborted(CircuitOpenError(reason, url=_input_url(request), domain=domain))
+        crawl_delay = await self.robots.crawl_delay(url)
+        self.domains.set_min_interval(domain, crawl_delay)
+        slot = self.domains.slot(domain)
+        try:
+            await slot.__aenter__()
+        except CircuitOpenError as exc:
+            exc.url = _input_url(request)
+            raise FetchAborted(exc) from exc
+        self._held[request] = slot
+        self._pace_download_slot(request, crawl_delay or 0.0)
+
+    def _pace_download_slot(self, request: Request, seconds: float) -> None:
+        """Space request starts on Scrapy's download slot of the domain too (its ``delay``, without jitter).
+
+        The domain policy spaces the moments requests leave :meth:`process_request`; the download slot spaces the
+        moments they go on the wire, so time spent in between (Scrapy's queues) cannot bring two starts closer than
+        the Crawl-delay.
+        """
+        downloader = self.crawler.engine.downloader
+        download_slot = downloader.slots.get(downloader.get_slot_key(request))
+        if download_slot is not None:
+            download_slot.delay = seconds
+
+    async def _check_address(self, request: Request) -> None:
+        if self.addresses.allow_private:
+            return
+        parts = urlparse_cached(request)
+        host = parts.hostname or ""
+        reason = self.addresses.check_host(host)
+        address = host
+        if reason is None and not _is_ip(host):
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(self.connect_timeout_s):
+                    infos = await loop.getaddrinfo(host, parts.port or 80, type=socket.SOCK_STREAM)
+            except (OSError, TimeoutError):
+                return  # the transport meets the same DNS failure and reports it as the fetch error
+            resolved = [str(info[4][0]) for info in infos]
+            reason = self.addresses.check_addresses(host, resolved)
+            address = next((ip for ip in resolved if address_kind(ip) is not None), "")
+        if reason is not None:
+            raise FetchAborted(BlockedAddressError(reason, url=_input_url(request), host=host, address=address))
+
+    async def fetch_robots(self, url: str) -> tuple[int, str]:
+        """The robots.txt transport of :class:`RobotsPolicy`: Scrapy's downloader (its middlewares, User-Agent,
+        timeout and decompression), one attempt, up to :data:`ROBOTS_MAX_REDIRECTS` redirects, cut at
+        :data:`ROBOTS_MAX_BYTES`.
+
+        Raises:
+            TimeoutError: the fetch timed out (worded as the async engine's ``(TimeoutError)``).
+            ConnectionRefusedError: the host refused the connection.
+            Exception: any other transport failure, as Scrapy raised it.
+        """
+        request = Request(
+            url,
+            dont_filter=True,
+            meta={
+                ROBOTS_META: True,
+                MAX_BYTES_META: ROBOTS_MAX_BYTES,
+                "dont_retry": True,
+                "redirect_ttl": ROBOTS_MAX_REDIRECTS,
+            },
+        )
+        try:
+            response = await self.crawler.engine.download_async(request)
+        except DownloadTimeoutError as exc:
+            raise TimeoutError from exc
+        except DownloadConnectionRefusedError as exc:
+            raise ConnectionRefusedError("Connection refused") from exc
+        return response.status, response.body.decode("utf-8", errors="replace")
+
+    # --- after an attempt ------------------------------------------------------------------------------------
+
+    async def process_response(self, request: Request, response: Response) -> Response:
+        """Report the answer to the domain policy, then refuse a redirect that leaves HTTP(S).
+
+        Raises:
+            FetchAborted: a redirect to ``ftp:``, ``file:``, ``javascript:``, ``data:``...; final, as in the async
+                engine: ``Fetch failed after 1 attempt: Redirect to a non-HTTP URL: file:///etc/passwd``.
+        """
+        slot = self._held.pop(request, None)
+        if slot is not None:
+            retry_after = response.headers.get("Retry-After")
+            self.domains.on_response(
+                domain_of(request.url), response.status, retry_after.decode("latin-1") if retry_after else None
+            )
+            await slot.__aexit__(None, None, None)
+        location = response.headers.get("Location")
+        if response.status in REDIRECT_STATUSES and location and not request.meta.get("dont_redirect"):
+            target = location.decode("latin-1").strip()
+            if urlsplit(urljoin(request.url, target)).scheme.lower() not in HTTP_SCHEMES:
+                attempts = attempts_of(request.meta)
+                reason = f"Redirect to a non-HTTP URL: {redact_url(target)}"
+                raise FetchAborted(FetchError(failure_message(attempts, reason), url=_input_url(request)))
+        return response
+
+    async def process_exception(self, request: Request, exception: BaseException) -> None:
+        """Report a transport failure or timeout of an attempt that was let through; refusals are not failures."""
+        slot = self._held.pop(request, None)
+        if slot is None:
+            return
+        if not isinstance(exception, IgnoreRequest):
+            self.domains.on_failure(domain_of(request.url))
+        await slot.__aexit__(None, None, None)
+
+    async def spider_closed(self) -> None:
+        await self.robots.close()
+
+    def stats(self) -> dict[str, object]:
+        """The policies' counts for the run's stats (``robots.enabled`` says whether robots.txt was obeyed)."""
+        return {"robots": self.robots.stats(), "domains": self.domains.stats(), "addresses": self.addresses.stats()}
+
+
+class SizeCapMiddleware:
+    """Stops a download once more than the cap arrived and hands on the body cut at the cap, flagged
+    :data:`TRUNCATED_FLAG` (``metadata.truncated`` in the record), as the async engine does.
+
+    Scrapy's ``DOWNLOAD_MAXSIZE`` is left at 0: it cancels a download and drops everything received, so no cut page
+    could be kept. The cap is enforced from the ``bytes_received`` signal with ``StopDownload(fail=False)``, so at
+    most the cap plus one network read is ever held.
+
+    Args:
+        max_bytes: ``fetch.max_response_bytes``; a request's :data:`MAX_BYTES_META` overrides it.
+    """
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.truncated = 0
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        middleware = cls(max_bytes=_run_config(crawler).fetch.max_response_bytes)
+        crawler.signals.connect(middleware.bytes_received, signal=signals.bytes_received)
+        return middleware
+
+    def _cap(self, request: Request) -> int:
+        cap = request.meta.get(MAX_BYTES_META)
+        return cap if isinstance(cap, int) and cap > 0 else self.max_bytes
+
+    def process_request(self, request: Request) -> None:
+        request.meta[RECEIVED_META] = 0  # retries and redirects copy the meta: each attempt counts afresh
+
+    def bytes_received(self, data: bytes, request: Request, spider: Any) -> None:
+        """Count the attempt's body bytes; stop the download, keeping what arrived, once past the cap.
+
+        Raises:
+            StopDownload: with ``fail=False``, so the response reaches the callback with the partial body.
+        """
+        received = request.meta.get(RECEIVED_META, 0) + len(data)
+        request.meta[RECEIVED_META] = received
+        if received > self._cap(request):
+            raise StopDownload(fail=False)
+
+    def process_response(self, request: Request, response: Response) -> Response:
+        cap = self._cap(request)
+        if "download_stopped" in response.flags and len(response.body) > cap:
+            self.truncated += 1
+            logger.warning("body of %s cut at %d bytes", redact_url(response.url), cap, extra={"url": response.url})
+            return response.replace(body=response.body[:cap], flags=[*response.flags, TRUNCATED_FLAG])
+        return response
+
+
+class CappedHttpCompressionMiddleware(HttpCompressionMiddleware):
+    """Scrapy's ``HttpCompressionMiddleware``, with a decompressed body cut at the size cap and flagged
+    :data:`TRUNCATED_FLAG`, instead of dropped with ``IgnoreRequest``. Decompression streams in 64 KiB steps and
+    stops at the cap, so a gzip bomb costs the cap in memory, not what it inflates to.
+    """
+
+    def __init__(self, *, crawler: Crawler, max_bytes: int) -> None:
+        super().__init__(crawler=crawler)
+        self._cap = max_bytes
+        self._warn_size = 0  # a body past the cap is flagged and logged by us; Scrapy's warning would repeat it
+        self._cut = False
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler=crawler, max_bytes=_run_config(crawler).fetch.max_response_bytes)
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:  # type: ignore[override]
+        cap = request.meta.get(MAX_BYTES_META)
+        self._max_size = cap if isinstance(cap, int) and cap > 0 else self._cap
+        self._cut = False
+        result = super().process_response(request, response)
+        if self._cut and isinstance(result, Response):
+            logger.warning(
+                "decompressed body of %s cut at %d bytes",
+                redact_url(response.url),
+                self._max_size,
+                extra={"url": response.url},
+            )
+            return result.replace(flags=[*result.flags, TRUNCATED_FLAG])
+        return result
+
+    def _decode(self, body: bytes, encoding: bytes, max_size: int) -> bytes:  # type: ignore[override]
+        decoded, cut = decompress_capped(body, encoding, max_size)
+        self._cut |= cut
+        return decoded
+
+
+_CHUNK = 64 * 1024
+
+
+def decompress_capped(body: bytes, encoding: bytes, cap: int) -> tuple[bytes, bool]:
+    """``body`` decoded from one content coding, at most ``cap`` bytes of it; the flag says it was cut.
+
+    A stream that ends early (a body cut on the wire) gives what it held. Unknown codings are returned as they are.
+
+    Raises:
+        zlib.error: a gzip or deflate body that is not one, before any output.
+    """
+    if encoding in {b"gzip", b"x-gzip"}:
+        return _inflate_capped(body, 16 + zlib.MAX_WBITS, cap)
+    if encoding == b"deflate":
+        try:
+            return _inflate_capped(body, zlib.MAX_WBITS, cap)
+        except zlib.error:
+            return _inflate_capped(body, -zlib.MAX_WBITS, cap)  # raw deflate, as some servers send
+    if encoding == b"br":
+        return _unbrotli_capped(body, cap)
+    if encoding == b"zstd":
+        return _unzstd_capped(body, cap)
+    return body, False
+
+
+def _inflate_capped(body: bytes, wbits: int, cap: int) -> tuple[bytes, bool]:
+    out = bytearray()
+    decompressor = zlib.decompressobj(wbits)
+    pending = body
+    while pending:
+        try:
+            out += decompressor.decompress(pending, min(_CHUNK, cap + 1 - len(out)))
+        except zlib.error:
+            if out:
+                break  # keep what was readable, as Scrapy's gunzip does
+            raise
+        if len(out) > cap:
+            return bytes(out[:cap]), True
+        if decompressor.eof:
+            pending = decompressor.unused_data
+            if pending and wbits > zlib.MAX_WBITS:  # another gzip member
+                decompressor = zlib.decompressobj(wbits)
+                continue
+            break
+        pending = decompressor.unconsumed_tail
+    return bytes(out), False
+
+
+def _unbrotli_capped(body: bytes, cap: int) -> tuple[bytes, bool]:
+    try:
+        import brotli  # type: ignore[import-untyped]  # no stubs
+    except ImportError:
+        import brotlicffi as brotli  # type: ignore[import-not-found]  # Scrapy accepts either
+    decompressor = brotli.Decompressor()
+    out = bytearray(decompressor.process(body, output_buffer_limit=_CHUNK))
+    while len(out) <= cap and not decompressor.is_finished():
+        chunk = decompressor.process(b"", output_buffer_limit=_CHUNK)
+        if not chunk:
+            break
+        out += chunk
+    return (bytes(out[:cap]), True) if len(out) > cap else (bytes(out), False)
+
+
+def _unzstd_capped(body: bytes, cap: int) -> tuple[bytes, bool]:
+    try:
+        from compression import zstd  # type: ignore[import-not-found,unused-ignore]  # Python >= 3.14
+    except ImportError:
+        from backports import zstd  # type: ignore[no-redef,unused-ignore]
+    decompressor = zstd.ZstdDecompressor()
+    out = bytearray()
+    pending = body
+    while len(out) <= cap:
+        try:
+            chunk = decompressor.decompress(pending, max_length=_CHUNK)
+        except EOFError:
+            break
+        pending = b""
+        out += chunk
+        if decompressor.eof or (not chunk and decompressor.needs_input):
+            break
+    return (bytes(out[:cap]), True) if len(out) > cap else (bytes(out), False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import DropItem
@@ -103,7 +104,9 @@ class SinkPipeline(StagePipeline):
     :class:`~enrich.stats.RunStats`: a progress line every ``progress_interval_s``, the summary at the end, and the
     stats as JSON when a stats file is set.
 
-    A :class:`~enrich.errors.SinkError` stops the crawl: records must not be dropped silently.
+    A :class:`~enrich.errors.SinkError` stops the crawl: records must not be dropped silently. The error is logged
+    (and printed plainly on standard error) with the number of records that were not written, items still in flight
+    are dropped with that reason, and the run exits non-zero (:mod:`crawler.scrapy_mode.commands.crawl`).
     """
 
     def __init__(
@@ -122,6 +125,8 @@ class SinkPipeline(StagePipeline):
         self._progress_interval_s = progress_interval_s
         self._next_progress = stats.clock() + progress_interval_s
         self._stopping: asyncio.Task[None] | None = None
+        self._sink_error: SinkError | None = None
+        self._received = 0
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -145,15 +150,27 @@ class SinkPipeline(StagePipeline):
     async def open_spider(self) -> None:
         self.stats.started = self.stats.clock()
         self._next_progress = self.stats.started + self._progress_interval_s
-        await super().open_spider()
+        try:
+            await super().open_spider()
+        except SinkError as exc:
+            self._fail(exc)
+            raise
 
     async def process_item(self, item: Any) -> WorkItem:
+        """Write the record; after a sink failure, drop it with that reason (it is counted as not written).
+
+        Raises:
+            DropItem: the output failed earlier in the run, or with this very item.
+        """
+        self._received += 1
+        if self._sink_error is not None:
+            raise DropItem(f"not written: the output failed ({self._sink_error})")
         try:
             done = await super().process_item(item)
         except SinkError as exc:
-            logger.error("output failed, stopping the crawl: %s", exc, exc_info=True)
+            self._fail(exc)
             self._stop("sink_error")
-            raise
+            raise DropItem(f"not written: the output failed ({exc})") from exc
         self.stats.observe(done.record)
         if self._progress_interval_s and self.stats.clock() >= self._next_progress:
             self._next_progress = self.stats.clock() + self._progress_interval_s
@@ -163,11 +180,33 @@ class SinkPipeline(StagePipeline):
     async def close_spider(self) -> None:
         try:
             await super().close_spider()
+        except SinkError as exc:
+            if self._sink_error is None:
+                self._fail(exc)
+            # already reported; raising again would only add Scrapy's traceback of the same error
         finally:
+            if self._sink_error is not None:
+                written = getattr(self.stage, "written", 0)
+                message = (
+                    f"output failed: {self._sink_error}; {self._received - written} of {self._received} "
+                    "records were not written"
+                )
+                logger.error("%s", message)
+                print(f"scrapy crawl enrich: {message}", file=sys.stderr)
+            self.stats.extra.update(_policy_stats(self._crawler))
             logger.info("Enrichment summary:\n%s", self.stats.summary())
             if self._stats_file is not None:
                 await asyncio.to_thread(_write_json, self._stats_file, self.stats.to_dict())
                 logger.info("Stats written to %s", self._stats_file)
+
+    def _fail(self, exc: SinkError) -> None:
+        """Remember the first sink failure, log it, and mark the run failed for the exit status."""
+        from crawler.scrapy_mode.commands.crawl import RUN_FAILED_STAT  # deferred: see _run_config
+
+        self._sink_error = exc
+        logger.error("output failed, stopping the crawl: %s", exc, exc_info=exc)
+        if self._crawler is not None and self._crawler.stats is not None:
+            self._crawler.stats.set_value(RUN_FAILED_STAT, f"output failed: {exc}")
 
     def _stop(self, reason: str) -> None:
         # not awaited here: closing the spider waits for the items in flight, this one included
@@ -175,6 +214,19 @@ class SinkPipeline(StagePipeline):
             self._stopping = asyncio.get_running_loop().create_task(
                 self._crawler.engine.close_spider_async(reason=reason)
             )
+
+
+def _policy_stats(crawler: Crawler | None) -> dict[str, Any]:
+    """The counts of the hostile-web policies (robots.txt on/off, refusals, backoffs...) for the run's stats."""
+    from crawler.scrapy_mode.middlewares import PolicyMiddleware  # deferred: see _run_config
+
+    engine = crawler._engine if crawler is not None else None
+    if engine is None:
+        return {}
+    for middleware in engine.downloader.middleware.middlewares:
+        if isinstance(middleware, PolicyMiddleware):
+            return {"policies": middleware.stats()}
+    return {}
 
 
 def _in_flight(crawler: Crawler) -> int:

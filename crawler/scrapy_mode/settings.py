@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from crawler.scrapy_mode.middlewares import SharedRobotsTxtMiddleware
+from crawler.scrapy_mode.middlewares import CappedHttpCompressionMiddleware, PolicyMiddleware, SizeCapMiddleware
 from crawler.scrapy_mode.pipelines import ExtractPipeline, NLPPipeline, SinkPipeline
 from enrich.config import EnrichConfig, load_config
 from enrich.errors import ConfigError
@@ -49,6 +49,8 @@ __all__ = [
 BOT_NAME = "webenrich"
 SPIDER_MODULES = ["crawler.scrapy_mode.spiders"]
 NEWSPIDER_MODULE = "crawler.scrapy_mode.spiders"
+COMMANDS_MODULE = "crawler.scrapy_mode.commands"
+"""Our ``crawl`` command: Scrapy's, exiting non-zero when the output failed (see its module)."""
 
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 """The stages are asyncio code (``asyncio.get_running_loop()``, executors, queues): they need the asyncio reactor."""
@@ -65,12 +67,25 @@ record per input URL, like the async engine, instead of a response dropped by ``
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
 RETRY_GIVE_UP_LOG_LEVEL = "WARNING"
 """A URL that fails for good is an outcome (it gets an error record), not an error of the run."""
-ROBOTSTXT_PARSER = "scrapy.robotstxt.ProtegoRobotParser"
 DOWNLOADER_MIDDLEWARES = {
-    # same place as Scrapy's, which lets through requests that wait for a robots.txt (see SharedRobotsTxtMiddleware)
+    # robots.txt is obeyed by PolicyMiddleware through enrich.policy.robots (the async engine's rules and wording,
+    # an unreachable robots.txt disallowing the site for a while); Scrapy's own middleware would allow everything
     "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
-    SharedRobotsTxtMiddleware: 100,
+    # same place as Scrapy's; cuts a decompressed body at the size cap instead of dropping the response
+    "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware": None,
+    CappedHttpCompressionMiddleware: 590,
+    # after the redirect (600) and retry (550) middlewares on the way in, before them on the way out: it sees every
+    # attempt's answer or exception (for the domain's backoff and circuit) and every redirect hop
+    PolicyMiddleware: 650,
+    SizeCapMiddleware: 700,
 }
+
+DOWNLOAD_DELAY_JITTER = 0.0
+"""PolicyMiddleware sets a download slot's ``delay`` to the robots.txt Crawl-delay: a minimum, not to be jittered."""
+
+SCHEDULER_PRIORITY_QUEUE = "scrapy.pqueues.DownloaderAwarePriorityQueue"
+"""Hand the downloader requests of the domains with the fewest downloads in flight first, so a domain that backs off
+(its requests wait in PolicyMiddleware) does not hold up the others."""
 
 AUTOTHROTTLE_ENABLED = False
 """Off: AutoThrottle adapts a per-slot *delay* to latency (starting at 5 s), not concurrency to failures as our
@@ -211,21 +226,30 @@ def store_run(settings: BaseSettings, config: EnrichConfig, options: RunOptions)
 def scrapy_settings_for(config: EnrichConfig) -> dict[str, Any]:
     """Scrapy's own settings for an :class:`EnrichConfig`.
 
-    Scrapy has no equivalent for: ``dns_ttl_s`` (its DNS cache has no TTL), retry backoff and ``Retry-After``
-    (Scrapy re-schedules a retry at once, at lower priority), the circuit breaker, ``min_concurrency`` and the AIMD
-    controller (AutoThrottle is the nearest analogue and is off by default), ``max_crawl_delay_s``.
+    ``CONCURRENT_REQUESTS_PER_DOMAIN`` is the smaller of ``politeness.per_domain_concurrency`` and
+    ``fetch.per_host_limit`` (when set): the async engine applies both limits (a semaphore per domain, a connection
+    limit per host), and Scrapy's download slots are keyed by host name, which is the policy's domain. The domain
+    policy's own slot (:class:`~crawler.scrapy_mode.middlewares.PolicyMiddleware`) enforces the same number.
+
+    ``DOWNLOAD_MAXSIZE`` is 0: :class:`~crawler.scrapy_mode.middlewares.SizeCapMiddleware` and
+    :class:`~crawler.scrapy_mode.middlewares.CappedHttpCompressionMiddleware` cut bodies at
+    ``max_response_bytes`` and keep them (flagged ``truncated``), where Scrapy's cap would drop them.
+
+    Scrapy has no equivalent for: ``dns_ttl_s`` (its DNS cache has no TTL), the retry delay between attempts of a
+    transport failure (Scrapy re-schedules a retry at once; 429/503 answers do wait, for the domain's backoff),
+    ``min_concurrency`` and the AIMD controller (AutoThrottle is the nearest analogue and is off by default).
     """
     fetch = config.fetch
     aimd_start = config.aimd.initial or fetch.min_concurrency * 5
+    per_host = fetch.per_host_limit or _UNLIMITED_PER_DOMAIN
     return {
         "CONCURRENT_REQUESTS": fetch.max_concurrency,
-        "CONCURRENT_REQUESTS_PER_DOMAIN": fetch.per_host_limit or _UNLIMITED_PER_DOMAIN,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": min(config.politeness.per_domain_concurrency, per_host),
         "DOWNLOAD_TIMEOUT": fetch.timeout_s,
         "DNS_TIMEOUT": fetch.connect_timeout_s,
         "DNSCACHE_ENABLED": fetch.dns_ttl_s > 0,
-        "DOWNLOAD_MAXSIZE": fetch.max_response_bytes,
-        # warn at half the cap: a crawl getting close to the cap shows in the log before records start failing
-        "DOWNLOAD_WARNSIZE": fetch.max_response_bytes // 2,
+        "DOWNLOAD_MAXSIZE": 0,
+        "DOWNLOAD_WARNSIZE": 0,
         "RETRY_ENABLED": fetch.retries > 0,
         "RETRY_TIMES": fetch.retries,
         "REDIRECT_ENABLED": True,

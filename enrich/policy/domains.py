@@ -427,6 +427,8 @@ class DomainPolicy:
             if self._refusal(domain, state, now) is not None:
                 self._admit(domain, state, now)  # raises CircuitOpenError, counted
             wait = state.not_before - now
+            if reserved is not None and wait > 0:
+                reserved = None  # a backoff arrived after this turn was reserved: take a new turn once it is over
             if reserved is None and wait <= 0:
                 # Reserve a start time under the crawl delay before sleeping, so concurrent holders space out.
                 reserved = max(now, state.next_start)

@@ -43,15 +43,16 @@ from twisted.internet.error import (
 )
 from twisted.internet.error import TimeoutError as TxTimeoutError
 
+from crawler.scrapy_mode.logs import install_url_redaction
+from crawler.scrapy_mode.middlewares import INPUT_URL_META, TRUNCATED_FLAG, FetchAborted, attempts_of
 from crawler.scrapy_mode.pipelines import ENGINE
 from crawler.scrapy_mode.settings import RunOptions, enrich_config_from_settings, run_options_from_settings, store_run
 from enrich.config import EnrichConfig, config_error_message
 from enrich.errors import ConfigError, FetchError, FetchTimeoutError
 from enrich.policy import failure_message, http_error
-from enrich.policy.robots import RobotsDisallowedError, site_of, user_agent_token
 from enrich.record import FetchedPage, utc_now_iso
 from enrich.stages import WorkItem
-from enrich.urls import iter_input_lines, read_urls
+from enrich.urls import iter_input_lines, read_urls, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -63,10 +64,7 @@ if TYPE_CHECKING:
 
     from enrich.urls import InputURL
 
-__all__ = ["ARGUMENTS", "EnrichSpider", "parse_arguments"]
-
-INPUT_URL_META = "enrich_input_url"
-"""Request meta key holding the input URL (credentials removed), kept through redirects and retries."""
+__all__ = ["ARGUMENTS", "INPUT_URL_META", "EnrichSpider", "parse_arguments"]
 
 STARTED_META = "enrich_started"
 """Request meta key holding when the request was made (``perf_counter``): a failure's fetch duration counts from
@@ -249,34 +247,31 @@ def _check_input(options: RunOptions) -> None:
 # --- Failures -------------------------------------------------------------------------------------------------------
 
 
-def fetch_error(
-    failure: Failure, *, url: str, attempts: int, config: EnrichConfig, over_size_cap: bool = False
-) -> FetchError:
+def fetch_error(failure: Failure, *, url: str, attempts: int, config: EnrichConfig) -> FetchError:
     """Translate a Scrapy/Twisted download failure into our error, worded as the async engine words it
     (:func:`enrich.policy.failure_message`): ``Fetch failed after 3 attempts: Connection refused``.
 
-    Args:
-        over_size_cap: the download was cancelled for its size, when the exception cannot tell (Scrapy cancels a
-            body without ``Content-Length`` that outgrows the cap with a bare ``DownloadCancelledError``).
+    A :class:`~crawler.scrapy_mode.middlewares.FetchAborted` carries its error already (a policy refusal or a
+    final error such as a redirect to a non-HTTP URL); it is returned as it is, with the input URL.
     """
     exc = failure.value
-    if isinstance(exc, IgnoreRequest) and "robots.txt" in str(exc):
-        return RobotsDisallowedError(_robots_message(url, config), url=url)
+    if isinstance(exc, FetchAborted):
+        exc.error.url = url
+        return exc.error
     if isinstance(exc, (DownloadTimeoutError, TxTimeoutError, TCPTimedOutError, TimeoutError)):
         reason = f"Timeout after {config.fetch.timeout_s:g}s"
         return FetchTimeoutError(failure_message(attempts, reason), url=url, attempts=attempts)
-    reason = _reason(exc, url, config, over_size_cap=over_size_cap)
+    reason = _reason(exc, url, config)
     return FetchError(failure_message(attempts, reason), url=url, attempts=attempts)
 
 
-def _reason(exc: BaseException | None, url: str, config: EnrichConfig, *, over_size_cap: bool) -> str:
+def _reason(exc: BaseException | None, url: str, config: EnrichConfig) -> str:
     if isinstance(exc, (DownloadConnectionRefusedError, ConnectionRefusedError)):
         return "Connection refused"
     if isinstance(exc, (CannotResolveHostError, DNSLookupError)):
         return f"DNS lookup failed for {urlsplit(url).hostname or url}"
-    if isinstance(exc, DownloadCancelledError) and (over_size_cap or "max size" in str(exc)):
-        # Scrapy cancels the download at DOWNLOAD_MAXSIZE and drops what it received: no truncated page to hand over
-        return f"Response larger than the size cap of {config.fetch.max_response_bytes} bytes"
+    if isinstance(exc, DownloadCancelledError):
+        return "Download cancelled"
     if isinstance(exc, (ResponseDataLossError, DownloadFailedError)):
         return "Connection dropped while reading the body"
     if isinstance(exc, (ConnectionLost, ConnectionDone)):
@@ -285,19 +280,6 @@ def _reason(exc: BaseException | None, url: str, config: EnrichConfig, *, over_s
         return f"Too many redirects (more than {config.fetch.max_redirects})"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _robots_message(url: str, config: EnrichConfig) -> str:
-    """The async engine's wording (:meth:`enrich.policy.robots.RobotsPolicy.check`)."""
-    parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    token = user_agent_token(config.fetch.full_user_agent)
-    return f"robots.txt of {site_of(url)} disallows {target} for {token}"
-
-
-def _attempts(meta: dict[str, Any]) -> int:
-    retries = meta.get("retry_times", 0)
-    return (retries if isinstance(retries, int) else 0) + 1
 
 
 def _latency_ms(meta: dict[str, Any]) -> float | None:
@@ -357,6 +339,7 @@ class EnrichSpider(Spider):
             print(f"scrapy crawl enrich: {exc}", file=sys.stderr)
             raise
         store_run(crawler.settings, config, options)
+        install_url_redaction()
         spider = cls(config=config, options=options)
         spider._set_crawler(crawler)
         return spider
@@ -400,7 +383,7 @@ class EnrichSpider(Spider):
         url: str = meta.get(INPUT_URL_META, response.request.url if response.request else response.url)
         fetched_at = utc_now_iso()
         latency_ms = _latency_ms(meta)
-        attempts = _attempts(meta)
+        attempts = attempts_of(meta)
         if not 200 <= response.status < 300:
             yield WorkItem.from_error(
                 url,
@@ -410,18 +393,20 @@ class EnrichSpider(Spider):
                 fetch_duration_ms=latency_ms,
                 fetched_at=fetched_at,
                 status=response.status,
-                final_url=response.url,
+                final_url=redact_url(response.url),
             )
             return
+        cap = self.config.fetch.max_response_bytes
         page = FetchedPage(
             url=url,
-            final_url=response.url,
+            final_url=redact_url(response.url),
             status=response.status,
             headers=_headers(response),
-            body=response.body,
+            body=response.body[:cap],
             fetched_at=fetched_at,
             fetch_duration_ms=latency_ms or 0.0,
             attempts=attempts,
+            truncated=TRUNCATED_FLAG in response.flags or len(response.body) > cap,
         )
         yield WorkItem.from_page(page, engine=ENGINE)
 
@@ -434,19 +419,16 @@ class EnrichSpider(Spider):
             response = failure.value.response
             yield WorkItem.from_error(
                 url,
-                http_error(response.status, attempts=_attempts(meta)),
+                http_error(response.status, attempts=attempts_of(meta)),
                 engine=ENGINE,
-                attempts=_attempts(meta),
+                attempts=attempts_of(meta),
                 fetch_duration_ms=_latency_ms(meta),
                 fetched_at=utc_now_iso(),
                 status=response.status,
-                final_url=response.url,
+                final_url=redact_url(response.url),
             )
             return
-        exc = failure.value
-        # a bare cancellation while the crawl runs is the size cap (at shutdown, cancellations are the shutdown's)
-        over_size_cap = isinstance(exc, DownloadCancelledError) and not str(exc) and self.crawler.engine.running
-        error = fetch_error(failure, url=url, attempts=_attempts(meta), config=self.config, over_size_cap=over_size_cap)
+        error = fetch_error(failure, url=url, attempts=attempts_of(meta), config=self.config)
         self.logger.info("%s: %s", url, error, extra={"url": url, "stage": "fetch"})
         started = meta.get(STARTED_META)
         elapsed_ms = (time.perf_counter() - started) * 1000 if isinstance(started, float) else None
