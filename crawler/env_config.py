@@ -88,6 +88,7 @@ ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     "nlp_workers": ("nlp", "workers"),
     "nlp_batch_size": ("nlp", "batch_size"),
     "batch_wait_ms": ("nlp", "batch_wait_ms"),
+    "nlp_batch_chars": ("nlp", "batch_chars"),
     "max_text_chars": ("nlp", "max_chars"),
     "summary_sentences": ("nlp", "summary_sentences"),
     "max_keywords": ("nlp", "max_keywords"),

@@ -113,6 +113,12 @@ class NLPConfig(_Frozen):
     workers: int = Field(1, ge=1, le=64, description="Worker threads or processes, each with its own model.")
     batch_size: int = Field(16, ge=1, le=10_000, description="Texts per nlp.pipe call.")
     batch_wait_ms: float = Field(20.0, ge=0, description="How long a partial batch waits for more texts.")
+    batch_chars: int = Field(
+        200_000,
+        ge=1_000,
+        description="Characters per batch: a batch's memory grows with its text (unbounded, 16 long pages took a "
+        "worker to 870 MB); a longer text still goes alone.",
+    )
     max_chars: int = Field(100_000, ge=100, description="Characters of a text sent to the model.")
     summary_sentences: int = Field(3, ge=0, le=50)
     max_keywords: int = Field(10, ge=0, le=200)
