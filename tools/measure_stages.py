@@ -25,7 +25,6 @@ import gc
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -41,7 +40,6 @@ from enrich.nlp import NLPStage, resolve_model  # noqa: E402
 from enrich.record import FetchedPage, Record  # noqa: E402
 from enrich.stages import WorkItem  # noqa: E402
 
-_XML_DECLARATION = re.compile(rb"^\s*<\?xml[^>]*\?>")
 NLP_CONFIGS = (("thread", 1), ("thread", 2), ("process", 1), ("process", 2))
 
 
@@ -76,8 +74,6 @@ def load_pages(args: argparse.Namespace) -> list[tuple[str, FetchedPage]]:
     pages = []
     for kind, path, content_type in files:
         body = path.read_bytes()
-        if args.strip_xml_declaration:
-            body = _XML_DECLARATION.sub(b"", body, count=1)
         url = f"http://127.0.0.1:8000/{path.parent.name}/{path.name}"
         pages.append(
             (
@@ -192,11 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nlp-texts", type=int, default=0, help="use N evenly spaced extracted texts for NLP (0: all)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-chars", type=int, default=NLPConfig().max_chars)
-    parser.add_argument(
-        "--strip-xml-declaration",
-        action="store_true",
-        help="remove a leading <?xml ...?> before extraction (works around the XHTML bug so PostgreSQL pages count)",
-    )
     parser.add_argument("--skip-nlp", action="store_true")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     args = parser.parse_args(argv)
