@@ -127,8 +127,8 @@ class AsyncEnrichmentProcessor:
             progress_callback: called with the stats at every progress tick and at the end.
             clock: monotonic seconds for the controller and the stats.
         """
-        controller = AIMDController.from_config(config.aimd, config.fetch, clock=clock)
-        limiter = AdaptiveLimiter(limit=lambda: controller.concurrency)
+        controller = AIMDController.from_config(config.aimd, config.fetch, require_saturation=True, clock=clock)
+        limiter = AdaptiveLimiter(limit=lambda: controller.concurrency, on_saturated=controller.mark_saturated)
         controller.add_listener(limiter.notify)
         fetcher = AiohttpFetcher.from_config(
             config.fetch, politeness=config.politeness, limiter=limiter, on_attempt=controller.record

@@ -50,6 +50,9 @@ class AIMDController:
         window: number of recent outcomes the success rate is computed over.
         enabled: ``False`` pins the concurrency at ``maximum``; outcomes are still counted.
         min_samples: outcomes needed since the last decision; ``None`` means ``min(window, MIN_SAMPLES)``.
+        require_saturation: increase only after an interval in which the limit was reached
+            (:meth:`mark_saturated`); otherwise a limit nobody uses (one host held by its per-domain cap, a slow
+            input) would climb to the maximum and then let a sudden burst through at once.
         clock: monotonic time in seconds.
     """
 
@@ -66,6 +69,7 @@ class AIMDController:
         window: int = 50,
         enabled: bool = True,
         min_samples: int | None = None,
+        require_saturation: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if minimum < 1 or maximum < minimum:
@@ -94,13 +98,20 @@ class AIMDController:
         self.successes = 0
         self.increases = 0
         self.decreases = 0
+        self.require_saturation = require_saturation
+        self._saturated = False
         self.history: list[tuple[float, int]] = [(0.0, self._concurrency)]
         """``(seconds since creation, concurrency)`` at creation and after every change, for plotting."""
         self._created = self._last_decision
 
     @classmethod
     def from_config(
-        cls, aimd: AIMDConfig, fetch: FetchConfig, *, clock: Callable[[], float] = time.monotonic
+        cls,
+        aimd: AIMDConfig,
+        fetch: FetchConfig,
+        *,
+        require_saturation: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> AIMDController:
         """A controller bounded by ``fetch.min_concurrency`` / ``fetch.max_concurrency``, tuned by ``aimd``."""
         return cls(
@@ -113,6 +124,7 @@ class AIMDController:
             decrease_factor=aimd.decrease_factor,
             window=aimd.window,
             enabled=aimd.enabled,
+            require_saturation=require_saturation,
             clock=clock,
         )
 
@@ -149,6 +161,10 @@ class AIMDController:
         self._since_decision += 1
         self._maybe_decide()
 
+    def mark_saturated(self) -> None:
+        """Note that the limit was reached: work was waiting for a slot (see ``require_saturation``)."""
+        self._saturated = True
+
     def _maybe_decide(self) -> None:
         if not self.enabled or self._since_decision < self.min_samples:
             return
@@ -157,7 +173,10 @@ class AIMDController:
             return
         self._last_decision = now
         self._since_decision = 0
+        saturated, self._saturated = self._saturated, False
         if self.success_rate >= self.success_threshold:
+            if self.require_saturation and not saturated:
+                return  # healthy, but the current limit was never used: no evidence that more would help
             new = min(self.maximum, self._concurrency + self.increase_step)
             self.increases += new > self._concurrency
         else:
@@ -197,10 +216,12 @@ class AdaptiveLimiter:
 
     Args:
         limit: the current number of tasks allowed inside, e.g. ``lambda: controller.concurrency``.
+        on_saturated: called whenever a task finds the limit reached, e.g. ``controller.mark_saturated``.
     """
 
-    def __init__(self, *, limit: Callable[[], int]) -> None:
+    def __init__(self, *, limit: Callable[[], int], on_saturated: Callable[[], None] | None = None) -> None:
         self._limit = limit
+        self._on_saturated = on_saturated
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.in_flight = 0
         self.peak = 0
@@ -210,6 +231,8 @@ class AdaptiveLimiter:
         if not self._waiters and self.in_flight < self._limit():
             self._enter()
             return
+        if self._on_saturated is not None:
+            self._on_saturated()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         try:

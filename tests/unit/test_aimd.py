@@ -231,3 +231,33 @@ async def test_limiter_release_racing_a_cancelled_waiter() -> None:
     assert limiter.in_flight == 0
     await asyncio.wait_for(limiter.acquire(), 1)
     assert limiter.in_flight == 1
+
+
+def test_with_require_saturation_an_unused_limit_does_not_grow() -> None:
+    clock = FakeClock()
+    controller = make(clock, require_saturation=True)
+    for _ in range(6):
+        feed(controller, clock, successes=5, failures=0, step_s=1.0)
+    assert controller.concurrency == 10  # healthy, but nothing ever waited for a slot
+    controller.mark_saturated()
+    feed(controller, clock, successes=5, failures=0, step_s=1.0)
+    assert controller.concurrency == 12
+    for _ in range(3):  # saturation is evidence for one decision only
+        feed(controller, clock, successes=5, failures=0, step_s=1.0)
+    assert controller.concurrency == 12
+    feed(controller, clock, successes=0, failures=5, step_s=1.0)
+    assert controller.concurrency == 6  # a decrease needs no saturation
+
+
+async def test_limiter_reports_saturation_when_a_task_must_wait() -> None:
+    seen: list[int] = []
+    limiter = AdaptiveLimiter(limit=lambda: 2, on_saturated=lambda: seen.append(limiter.in_flight))
+    await limiter.acquire()
+    await limiter.acquire()
+    assert seen == []
+    waiter = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0)
+    assert seen == [2]
+    limiter.release()
+    await waiter
+    assert limiter.in_flight == 2
