@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from crawler.demo import make_pdf
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -140,27 +142,8 @@ def gzip_bomb(mb: int = BOMB_DEFAULT_MB) -> bytes:
 
 
 def minimal_pdf(text: str = "Hostile PDF") -> bytes:
-    """A small valid one-page PDF showing ``text``."""
-    stream = f"BT /F1 24 Tf 72 720 Td ({text}) Tj ET".encode("latin-1")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    """A small valid one-page PDF showing ``text`` (the demo site's PDF maker)."""
+    return make_pdf((text,), title=text)
 
 
 def _page(title: str, path: str) -> bytes:
