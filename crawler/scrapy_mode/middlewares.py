@@ -23,18 +23,20 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
 import zlib
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urljoin, urlsplit
 
 from scrapy import signals
 from scrapy.downloadermiddlewares.httpcompression import HttpCompressionMiddleware
+from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.exceptions import DownloadConnectionRefusedError, DownloadTimeoutError, IgnoreRequest, StopDownload
 from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
 
 from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError, RobotsDisallowedError
-from enrich.policy import failure_message
+from enrich.policy import RetryPolicy, failure_message
 from enrich.policy.addresses import AddressPolicy, address_kind
 from enrich.policy.domains import DomainPolicy, domain_of
 from enrich.policy.robots import RobotsPolicy
@@ -52,6 +54,7 @@ __all__ = [
     "MAX_BYTES_META",
     "ROBOTS_META",
     "TRUNCATED_FLAG",
+    "BackoffRetryMiddleware",
     "CappedHttpCompressionMiddleware",
     "FetchAborted",
     "PolicyMiddleware",
@@ -84,6 +87,12 @@ ROBOTS_MAX_REDIRECTS = 5
 
 DOWNLOAD_SLOT_META = "download_slot"
 """Scrapy's request meta key naming the download slot (``Downloader.DOWNLOAD_SLOT``)."""
+
+RETRY_AT_META = "enrich_retry_at"
+"""Request meta key: the monotonic time before which a retry must not go out (set by BackoffRetryMiddleware)."""
+
+RETRY_AFTER_META = "enrich_retry_after"
+"""Request meta key: the ``Retry-After`` header of the answer that is being retried."""
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HTTP_SCHEMES = frozenset({"http", "https"})
@@ -190,11 +199,16 @@ class PolicyMiddleware:
     async def process_request(self, request: Request) -> None:
         """Let the request through (``None``) once the domain may be fetched, or refuse it.
 
+        A retry first waits out the backoff :class:`BackoffRetryMiddleware` gave it.
+
         Raises:
             FetchAborted: carrying ``BlockedAddressError``, ``RobotsDisallowedError`` or ``CircuitOpenError``.
         """
         if request.meta.get(ROBOTS_META):
             return
+        retry_at = request.meta.pop(RETRY_AT_META, None)
+        if isinstance(retry_at, float) and retry_at > time.monotonic():
+            await asyncio.sleep(retry_at - time.monotonic())
         url = request.url
         domain = domain_of(url)
         # a redirect hop inherits the meta of the request it came from, download slot included: put it in the slot
@@ -318,6 +332,37 @@ class PolicyMiddleware:
     def stats(self) -> dict[str, object]:
         """The policies' counts for the run's stats (``robots.enabled`` says whether robots.txt was obeyed)."""
         return {"robots": self.robots.stats(), "domains": self.domains.stats(), "addresses": self.addresses.stats()}
+
+
+class BackoffRetryMiddleware(RetryMiddleware):
+    """Scrapy's retries (which codes and exceptions, how many times) with the async engine's backoff.
+
+    Scrapy sends a retry at once; this gives it :meth:`enrich.policy.RetryPolicy.delay` (exponential with jitter,
+    ``Retry-After`` honoured up to its cap), which :class:`PolicyMiddleware` waits out before the retry goes out.
+    """
+
+    def __init__(self, settings: Any, *, retry: RetryPolicy | None = None) -> None:
+        super().__init__(settings)
+        self.retry = retry or RetryPolicy()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        middleware = cls(crawler.settings, retry=RetryPolicy.from_config(_run_config(crawler).fetch))
+        middleware.crawler = crawler
+        return middleware
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:  # type: ignore[override]
+        retry_after = response.headers.get("Retry-After")
+        if retry_after is not None:
+            request.meta[RETRY_AFTER_META] = retry_after.decode("latin-1")
+        return super().process_response(request, response)
+
+    def _retry(self, request: Request, reason: str | Exception | type[Exception]) -> Request | None:
+        retry = super()._retry(request, reason)
+        if retry is not None:
+            delay = self.retry.delay(retry.meta.get("retry_times", 1), retry.meta.pop(RETRY_AFTER_META, None))
+            retry.meta[RETRY_AT_META] = time.monotonic() + delay
+        return retry
 
 
 class SizeCapMiddleware:

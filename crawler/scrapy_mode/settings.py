@@ -26,7 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from crawler.scrapy_mode.middlewares import CappedHttpCompressionMiddleware, PolicyMiddleware, SizeCapMiddleware
+from crawler.scrapy_mode.middlewares import (
+    BackoffRetryMiddleware,
+    CappedHttpCompressionMiddleware,
+    PolicyMiddleware,
+    SizeCapMiddleware,
+)
 from crawler.scrapy_mode.pipelines import ExtractPipeline, NLPPipeline, SinkPipeline
 from enrich.config import EnrichConfig, load_config
 from enrich.errors import ConfigError
@@ -79,6 +84,9 @@ DOWNLOADER_MIDDLEWARES = {
     # same place as Scrapy's; cuts a decompressed body at the size cap instead of dropping the response
     "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware": None,
     CappedHttpCompressionMiddleware: 590,
+    # same place as Scrapy's; its retries, with the async engine's backoff instead of retrying at once
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    BackoffRetryMiddleware: 550,
     # after the redirect (600) and retry (550) middlewares on the way in, before them on the way out: it sees every
     # attempt's answer or exception (for the domain's backoff and circuit) and every redirect hop
     PolicyMiddleware: 650,
@@ -240,9 +248,10 @@ def scrapy_settings_for(config: EnrichConfig) -> dict[str, Any]:
     :class:`~crawler.scrapy_mode.middlewares.CappedHttpCompressionMiddleware` cut bodies at
     ``max_response_bytes`` and keep them (flagged ``truncated``), where Scrapy's cap would drop them.
 
-    Scrapy has no equivalent for: ``dns_ttl_s`` (its DNS cache has no TTL), the retry delay between attempts of a
-    transport failure (Scrapy re-schedules a retry at once; 429/503 answers do wait, for the domain's backoff),
-    ``min_concurrency`` and the AIMD controller (AutoThrottle is the nearest analogue and is off by default).
+    Retries wait like the async engine's (backoff from ``backoff_base_s``, ``Retry-After`` honoured) through
+    :class:`~crawler.scrapy_mode.middlewares.BackoffRetryMiddleware`; Scrapy alone would retry at once.
+
+    Scrapy has no equivalent for: ``dns_ttl_s`` (its DNS cache has no TTL), ``min_concurrency`` and the AIMD controller (AutoThrottle is the nearest analogue and is off by default).
     """
     fetch = config.fetch
     aimd_start = config.aimd.initial or fetch.min_concurrency * 5

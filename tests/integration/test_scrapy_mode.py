@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ CRAWL_TIMEOUT_S = 180
 
 ROBOTS_TXT = b"User-agent: *\nDisallow: /private/\n"
 BIG_BODY = b"<html><body>" + b"<p>filler text</p>" * 5_000 + b"</body></html>"  # ~90 KB
+
+
+FLAKY_HITS: list[float] = []
+"""When ``/flaky`` was requested (server side): 500 the first time, 200 after."""
 
 
 def error_routes() -> dict[str, Any]:
@@ -67,7 +72,14 @@ def error_routes() -> dict[str, Any]:
         await response.write_eof()
         return response
 
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        FLAKY_HITS.append(time.monotonic())
+        if len(FLAKY_HITS) == 1:
+            return web.Response(status=500, text="oops", content_type="text/html")
+        return web.Response(text="<title>Back</title><p>Back in service now.</p>", content_type="text/html")
+
     return {
+        "/flaky": flaky,
         "/status/404": status,
         "/status/410": status,
         "/status/500": status,
@@ -432,3 +444,16 @@ def test_settings_mapping() -> None:
     assert settings["ROBOTSTXT_OBEY"] is False
     assert settings["DOWNLOAD_MAXSIZE"] == 0  # the cap is SizeCapMiddleware's, which keeps the cut body
     assert settings["USER_AGENT"] == config.fetch.full_user_agent
+
+
+def test_retry_waits_for_backoff_and_retry_after(tmp_path: Path, site: str) -> None:
+    # Scrapy retries at once by itself; BackoffRetryMiddleware gives the retry the async engine's delay:
+    # exponential backoff from backoff_base_s (a 500 sets no per-domain backoff, so only this delay applies).
+    FLAKY_HITS.clear()
+    config = tmp_path / "enrich.yml"
+    config.write_text("fetch:\n  retries: 2\n  backoff_base_s: 0.8\n  backoff_jitter: 0\nnlp:\n  enabled: false\n")
+    result = crawl(tmp_path, [f"{site}/flaky"], config=str(config), retries="2")
+    record = result.by_url(f"{site}/flaky")
+    assert (record["error"], record["status"], record["attempts"], record["title"]) == (None, 200, 2, "Back")
+    assert len(FLAKY_HITS) == 2
+    assert FLAKY_HITS[1] - FLAKY_HITS[0] >= 0.75  # the first backoff step, measured where the requests arrive
