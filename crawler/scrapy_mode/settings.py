@@ -251,7 +251,8 @@ def scrapy_settings_for(config: EnrichConfig) -> dict[str, Any]:
     Retries wait like the async engine's (backoff from ``backoff_base_s``, ``Retry-After`` honoured) through
     :class:`~crawler.scrapy_mode.middlewares.BackoffRetryMiddleware`; Scrapy alone would retry at once.
 
-    Scrapy has no equivalent for: ``dns_ttl_s`` (its DNS cache has no TTL), ``min_concurrency`` and the AIMD controller (AutoThrottle is the nearest analogue and is off by default).
+    Scrapy has no equivalent for: ``dns_ttl_s`` (its DNS cache has no TTL), ``min_concurrency`` and the AIMD
+    controller (AutoThrottle is the nearest analogue and is off by default).
     """
     fetch = config.fetch
     aimd_start = config.aimd.initial or fetch.min_concurrency * 5
