@@ -180,10 +180,11 @@ class TextAnalyzer:
     def _result(self, doc: Doc, language: str | None) -> NLPResult:
         if language is None and self._config.detect_language:
             language = detect_language(doc.text)
+        freq = self._term_frequencies(doc)  # shared by keywords and summary: one pass over the tokens
         return NLPResult(
             entities=self._entities(doc),
-            keywords=self._keywords(doc),
-            summary=self._summary(doc),
+            keywords=[word for word, _ in freq.most_common(self._config.max_keywords)],
+            summary=self._summary(doc, freq),
             language=language,
         )
 
@@ -204,15 +205,11 @@ class TextAnalyzer:
             tok.lower_ for tok in doc if tok.is_alpha and not tok.is_stop and len(tok) > 2 and not tok.like_url
         )
 
-    def _keywords(self, doc: Doc) -> list[str]:
-        return [word for word, _ in self._term_frequencies(doc).most_common(self._config.max_keywords)]
-
-    def _summary(self, doc: Doc) -> str | None:
+    def _summary(self, doc: Doc, freq: Counter[str]) -> str | None:
         """The top sentences by mean term frequency, in document order."""
         wanted = self._config.summary_sentences
         if wanted == 0:
             return None
-        freq = self._term_frequencies(doc)
         if not freq:
             return None
         top = freq.most_common(1)[0][1]
