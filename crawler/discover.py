@@ -23,7 +23,7 @@ from protego import Protego
 from pydantic import BaseModel, ConfigDict, Field
 
 from enrich.errors import InvalidURLError
-from enrich.extract.html import _links
+from enrich.extract.html import extract_links
 from enrich.urls import normalize_url
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class Discoverer:
         except (etree.ParserError, ValueError):
             return []
         links = []
-        for link in _links(tree, url, 10_000):
+        for link in extract_links(tree, url, 10_000):
             try:
                 links.append(normalize_url(link))
             except InvalidURLError:

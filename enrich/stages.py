@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import TracebackType
 
-__all__ = ["Stage", "StageChain", "WorkItem"]
+__all__ = ["Stage", "StageChain", "WorkItem", "run_stage"]
 
 logger = logging.getLogger(__name__)
 

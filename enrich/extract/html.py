@@ -13,7 +13,7 @@ from trafilatura.settings import Document
 
 from enrich.extract.result import Extraction
 
-__all__ = ["extract_html"]
+__all__ = ["extract_html", "extract_links"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,9 @@ _XML_NS = "http://www.w3.org/XML/1998/namespace"
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
-def _links(tree: lxml.html.HtmlElement, base_url: str, limit: int) -> list[str]:
+def extract_links(tree: lxml.html.HtmlElement, base_url: str, limit: int) -> list[str]:
+    """Absolute http(s) links of a parsed page, without fragments, de-duplicated in document order, honouring
+    ``<base href>``; at most ``limit``."""
     base = tree.xpath("string(//base/@href)")
     base_url = urljoin(base_url, base.strip()) if base else base_url
     seen: dict[str, None] = {}
@@ -73,7 +75,7 @@ def extract_html(
         tree = lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError) as exc:
         return Extraction(error=f"unparsable HTML: {exc}")
-    result = Extraction(language=_language(tree), links=_links(tree, url, max_links) if max_links else [])
+    result = Extraction(language=_language(tree), links=extract_links(tree, url, max_links) if max_links else [])
     result.title = _clean(tree.findtext(".//title"))
     # trafilatura cleans the tree in place; links and lang were read above.
     doc = trafilatura.bare_extraction(
