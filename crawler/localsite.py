@@ -100,9 +100,7 @@ class ServerThread:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024, reuse_address=True)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]  # the bound port, when 0 asked for a free one
 
     async def _shutdown(self) -> None:
         if self._runner is not None:
