@@ -64,7 +64,6 @@ DEMO_OUTPUT = Path("data/demo/enrichment_output.jsonl")
 
 FLAG_KEYS: dict[str, str] = {
     "max_workers": "stages.enrichment.max_workers",
-    "min_workers": "stages.enrichment.min_workers",
     "timeout": "stages.enrichment.timeout",
     "retries": "stages.enrichment.retries",
     "per_host_limit": "stages.enrichment.per_host_limit",
@@ -125,12 +124,12 @@ def _add_engine_groups(parser: argparse.ArgumentParser) -> None:
         help="async engine (aiohttp, default) or, with --no-async-enrichment, Scrapy mode (scrapy crawl enrich)",
     )
     engine.add_argument("--max-workers", type=int, metavar="N", help="maximum concurrent fetches (max_workers)")
-    engine.add_argument("--min-workers", type=int, metavar="N", help="lower bound of the adaptive concurrency")
     engine.add_argument(
         "--adaptive",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="adapt concurrency to failures (AIMD); --no-adaptive runs at --max-workers",
+        help="per-site congestion control (AIMD on 429/503/timeouts/slow answers); --no-adaptive pins each site "
+        "at its per-domain limit",
     )
 
     fetching = parser.add_argument_group("fetching")

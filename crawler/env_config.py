@@ -46,7 +46,6 @@ __all__ = [
 ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     # fetching
     "max_workers": ("fetch", "max_concurrency"),
-    "min_workers": ("fetch", "min_concurrency"),
     "timeout": ("fetch", "timeout_s"),
     "connect_timeout": ("fetch", "connect_timeout_s"),
     "retries": ("fetch", "retries"),
@@ -60,14 +59,15 @@ ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     "max_response_bytes": ("fetch", "max_response_bytes"),
     "user_agent": ("fetch", "user_agent"),
     "contact": ("fetch", "contact"),
-    # adaptive concurrency
+    # per-site congestion control (AIMD)
     "adaptive.enabled": ("aimd", "enabled"),
     "adaptive.initial": ("aimd", "initial"),
     "adaptive.increase_step": ("aimd", "increase_step"),
     "adaptive.interval": ("aimd", "interval_s"),
-    "adaptive.success_threshold": ("aimd", "success_threshold"),
     "adaptive.decrease_factor": ("aimd", "decrease_factor"),
-    "adaptive.window": ("aimd", "window"),
+    # frontier
+    "max_pending": ("frontier", "max_pending"),
+    "max_pending_mb": ("frontier", "max_pending_mb"),
     # politeness
     "respect_robots": ("politeness", "respect_robots"),
     "per_domain_limit": ("politeness", "per_domain_concurrency"),

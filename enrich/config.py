@@ -20,6 +20,7 @@ __all__ = [
     "EnrichConfig",
     "ExtractConfig",
     "FetchConfig",
+    "FrontierConfig",
     "NLPConfig",
     "OutputConfig",
     "PolitenessConfig",
@@ -39,7 +40,6 @@ class FetchConfig(_Frozen):
     """How pages are fetched. Both engines map these onto their own transport settings."""
 
     max_concurrency: int = Field(50, ge=1, le=10_000, description="Upper bound of requests in flight.")
-    min_concurrency: int = Field(2, ge=1, description="Lower bound the adaptive controller never goes under.")
     per_host_limit: int = Field(16, ge=0, description="Connections per host; 0 means no per-host limit.")
     dns_ttl_s: float = Field(300.0, ge=0, description="How long resolved addresses are cached.")
     timeout_s: float = Field(30.0, gt=0, description="Total time allowed for one attempt, body included.")
@@ -56,10 +56,6 @@ class FetchConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> FetchConfig:
-        if self.min_concurrency > self.max_concurrency:
-            raise ValueError(
-                f"min_concurrency ({self.min_concurrency}) must not exceed max_concurrency ({self.max_concurrency})"
-            )
         if self.backoff_base_s > self.backoff_cap_s:
             raise ValueError(
                 f"backoff_base_s ({self.backoff_base_s}) must not exceed backoff_cap_s ({self.backoff_cap_s})"
@@ -72,15 +68,21 @@ class FetchConfig(_Frozen):
 
 
 class AIMDConfig(_Frozen):
-    """Adaptive concurrency: additive increase while healthy, multiplicative decrease on failures."""
+    """Per-site congestion control: each site's in-flight cap grows additively while it answers well and shrinks
+    multiplicatively on congestion signals only (429, 503, timeouts, rising latency; never on dead links)."""
 
-    enabled: bool = True
-    initial: int | None = Field(None, ge=1, description="Starting concurrency; default is min_concurrency x 5.")
-    increase_step: int = Field(2, ge=1)
-    interval_s: float = Field(5.0, gt=0, description="Time between two decisions.")
-    success_threshold: float = Field(0.95, gt=0, le=1, description="Success rate needed to increase.")
-    decrease_factor: float = Field(0.5, gt=0, lt=1)
-    window: int = Field(50, ge=1, description="Number of recent outcomes the success rate is computed over.")
+    enabled: bool = Field(True, description="False pins every site's cap at politeness.per_domain_concurrency.")
+    initial: int | None = Field(None, ge=1, description="A new site's starting cap; default per_domain_concurrency.")
+    increase_step: int = Field(1, ge=1, description="Cap added per cap's worth of successful answers.")
+    interval_s: float = Field(1.0, gt=0, description="Shortest time between two decreases of one site's cap.")
+    decrease_factor: float = Field(0.5, gt=0, lt=1, description="Cap multiplier on a congestion signal.")
+
+
+class FrontierConfig(_Frozen):
+    """The frontier: how far ahead of the fetches the input is read (per-site queues in memory)."""
+
+    max_pending: int = Field(50_000, ge=1, description="Queued URLs before reading the input pauses.")
+    max_pending_mb: int = Field(64, ge=1, description="Megabytes of queued URLs before reading the input pauses.")
 
 
 class PolitenessConfig(_Frozen):
@@ -140,6 +142,7 @@ class EnrichConfig(_Frozen):
 
     fetch: FetchConfig = FetchConfig()
     aimd: AIMDConfig = AIMDConfig()
+    frontier: FrontierConfig = FrontierConfig()
     politeness: PolitenessConfig = PolitenessConfig()
     extract: ExtractConfig = ExtractConfig()
     nlp: NLPConfig = NLPConfig()

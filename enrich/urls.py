@@ -144,6 +144,9 @@ class InputURL:
     line: int
     error: InvalidURLError | None = None
     fetch_url: str | None = None
+    priority: int = 0
+    """Higher goes first in the frontier (within a site and across sites); from a CSV column or JSONL field
+    named :data:`PRIORITY_FIELD`."""
 
     @property
     def valid(self) -> bool:
@@ -198,7 +201,7 @@ def iter_input_lines(
                     continue
                 value = (row.get(column) or "").strip()
                 if value:
-                    yield reader.line_num, value
+                    yield reader.line_num, _with_priority(value, row.get(PRIORITY_FIELD), reader.line_num)
         else:
             for number, line in enumerate(_bounded_lines(stream), 1):
                 if isinstance(line, InputProblem):
@@ -213,6 +216,33 @@ def iter_input_lines(
     finally:
         if owned:
             stream.close()
+
+
+PRIORITY_FIELD = "priority"
+"""The CSV column or JSONL field holding an entry's priority (an integer; higher goes first; default 0)."""
+
+
+class PrioritizedValue(str):
+    """A URL value carrying the priority its input line gave it."""
+
+    __slots__ = ("priority",)
+    priority: int
+
+
+def _with_priority(value: str, raw: object, number: int) -> str:
+    """``value`` with ``raw`` as its priority when ``raw`` is an integer (``"3"``, ``3``); a bad one is an entry
+    problem, so the user learns which line to fix."""
+    if raw is None or raw == "":
+        return value
+    try:
+        priority = int(raw) if isinstance(raw, (int, str)) and not isinstance(raw, bool) else None
+    except (TypeError, ValueError):
+        priority = None
+    if priority is None:
+        return InputProblem(f"line {number} has a {PRIORITY_FIELD} that is not an integer: {str(raw)[:50]!r}")
+    out = PrioritizedValue(value)
+    out.priority = priority
+    return out
 
 
 class InputProblem(str):
@@ -247,7 +277,7 @@ def _jsonl_value(line: str, field: str, number: int) -> str:
     if isinstance(data, str):
         return data
     if isinstance(data, dict) and isinstance(data.get(field), str):
-        return str(data[field])
+        return _with_priority(str(data[field]), data.get(PRIORITY_FIELD), number)
     return InputProblem(f"line {number} has no string field {field!r}")
 
 
@@ -262,7 +292,7 @@ def read_urls(lines: Iterable[tuple[int, str]]) -> Iterator[InputURL]:
         except InvalidURLError as exc:
             yield InputURL(url=exc.url or redact_url(raw)[:MAX_URL_LENGTH] or "(empty)", line=number, error=exc)
         else:
-            yield InputURL(url=safe, line=number, fetch_url=raw.strip())
+            yield InputURL(url=safe, line=number, fetch_url=raw.strip(), priority=getattr(raw, "priority", 0))
 
 
 def read_text(text: str) -> Iterator[InputURL]:

@@ -1,16 +1,21 @@
-"""The asyncio enrichment engine: stream URLs in, fetch them with adaptive concurrency, run the stages, write.
+"""The asyncio enrichment engine: stream URLs into the frontier, fetch what it hands out, run the stages, write.
 
-Data flows through two bounded queues, so memory stays flat whatever the input size::
+Data flows through the frontier and one bounded queue, so memory stays flat whatever the input size::
 
-    inputs ──producer──> [url queue] ──fetch workers (AIMD-gated)──> [item queue] ──stage workers──> sinks
+    inputs ──producer──> frontier (per-site queues) ──dispatcher──> request tasks ──> [item queue] ──stage workers
+                            ^            | lease                         |                               └─> sinks
+                            └── retries, redirect hops ──────────────────┘
+
+The frontier (:mod:`enrich.frontier`) decides which request goes next: a site whose ``Crawl-delay``, backoff or
+in-flight cap says "not now" is skipped, never waited on. At most ``fetch.max_concurrency`` request tasks run at
+once, and a task holds its place until its record is in the item queue, so fetching never runs far ahead of the
+stages (NLP).
 
 Every input entry ends as exactly one record: a fetched page enriched by the stages, or an error record (invalid
 URL, policy refusal, transport failure, non-2xx answer). A repeated entry (the same URL again) is skipped and
 counted (``duplicates_skipped``), so the output holds one record per URL. :meth:`AsyncEnrichmentProcessor.stop`
-stops taking new URLs, lets in-flight ones finish and closes the stages, which flushes the sinks.
-
-The hostile-web policies (robots.txt, per-domain slots, backoff and circuit breaker, address checks) are applied
-by the fetcher (:class:`~crawler.async_engine.fetcher.AiohttpFetcher`); their figures go to ``stats.extra``.
+stops reading, drains the frontier (URLs never started are counted as ``not_started``; a URL waiting for a retry
+gets its last outcome as its record), lets in-flight requests finish and closes the stages, which flushes the sinks.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crawler.async_engine.crawl import Job, RequestRunner
 from crawler.async_engine.fetcher import AiohttpFetcher
 from enrich.config import EnrichConfig, NLPConfig
-from enrich.errors import FetchError
+from enrich.frontier import Frontier
 from enrich.pipeline import build_sinks, build_stages
-from enrich.policy import AdaptiveLimiter, AIMDController, http_error
+from enrich.policy import RetryPolicy, RobotsPolicy
 from enrich.stages import StageChain, WorkItem
 from enrich.stats import RunStats
 from enrich.urls import InputURL, read_urls
@@ -34,7 +40,7 @@ from enrich.urls import InputURL, read_urls
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
 
-    from crawler.async_engine.fetcher import Fetcher
+    from enrich.frontier import Lease
     from enrich.sinks import Sink
     from enrich.stages import Stage
 
@@ -56,16 +62,19 @@ _DONE = None
 
 
 class AsyncEnrichmentProcessor:
-    """Runs a crawl: a bounded producer, fetch workers gated by the AIMD limiter, stage workers, progress.
+    """Runs a crawl: a producer filling the frontier, a dispatcher starting requests, stage workers, progress.
 
     Args:
         stages: the stages every item goes through, last one writing (see :func:`enrich.pipeline.build_stages`).
         fetcher: the transport, entered once per run.
-        controller: decides the concurrency; the fetcher reports attempts to it.
-        limiter: enforces the controller's concurrency; the fetcher holds a slot per attempt.
-        fetch_workers: tasks taking URLs; at least the controller's maximum so the limiter, not the pool, limits.
+        frontier: decides which request is made next.
+        robots: robots.txt rules (its transport should be ``fetcher.fetch_robots``); ``None`` obeys none.
+        retry: when failures are retried.
+        max_concurrency: requests in flight at most (their tasks hold a place until the record is queued).
+        timeout_s: time allowed for one request, body included.
+        max_redirects: redirects followed per input URL.
         stage_workers: items processed by the stages at once (the NLP stage batches across them).
-        queue_size: capacity of each of the two queues.
+        queue_size: capacity of the item queue.
         progress_interval_s: time between progress lines; 0 disables them.
         progress_callback: also called with the stats at each progress tick and once at the end.
         engine: the ``engine`` field of records.
@@ -76,10 +85,13 @@ class AsyncEnrichmentProcessor:
         self,
         *,
         stages: Sequence[Stage],
-        fetcher: Fetcher,
-        controller: AIMDController,
-        limiter: AdaptiveLimiter,
-        fetch_workers: int,
+        fetcher: AiohttpFetcher,
+        frontier: Frontier[Job],
+        robots: RobotsPolicy | None,
+        retry: RetryPolicy,
+        max_concurrency: int,
+        timeout_s: float = 30.0,
+        max_redirects: int = 10,
         stage_workers: int = 8,
         queue_size: int = 100,
         progress_interval_s: float = PROGRESS_INTERVAL_S,
@@ -87,21 +99,32 @@ class AsyncEnrichmentProcessor:
         engine: str = ENGINE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if fetch_workers < 1 or stage_workers < 1 or queue_size < 1:
-            raise ValueError("fetch_workers, stage_workers and queue_size must be at least 1")
+        if max_concurrency < 1 or stage_workers < 1 or queue_size < 1:
+            raise ValueError("max_concurrency, stage_workers and queue_size must be at least 1")
         self.chain = StageChain(stages)
         self.fetcher = fetcher
-        self.controller = controller
-        self.limiter = limiter
-        self.fetch_workers = fetch_workers
+        self.frontier = frontier
+        self.robots = robots
+        self.max_concurrency = max_concurrency
         self.stage_workers = stage_workers
         self.queue_size = queue_size
         self.progress_interval_s = progress_interval_s
         self._progress_callback = progress_callback
         self.engine = engine
         self._clock = clock
+        self.runner = RequestRunner(
+            fetcher=fetcher,
+            frontier=frontier,
+            retry=retry,
+            robots=robots,
+            timeout_s=timeout_s,
+            max_redirects=max_redirects,
+            engine=engine,
+        )
         self._stopping = asyncio.Event()
-        self.stats = RunStats(engine=engine, clock=clock, concurrency=lambda: self.controller.concurrency)
+        self._active = 0
+        self.peak_active = 0
+        self.stats = RunStats(engine=engine, clock=clock, concurrency=lambda: self._active)
         self.not_started = 0
         """URLs read from the input but dropped unfetched because :meth:`stop` was called."""
         self.duplicates = 0
@@ -118,30 +141,29 @@ class AsyncEnrichmentProcessor:
         progress_callback: Callable[[RunStats], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> AsyncEnrichmentProcessor:
-        """The standard engine for a config: stages from :func:`build_stages`, aiohttp fetcher, AIMD limiter.
+        """The standard engine for a config: stages from :func:`build_stages`, aiohttp fetcher, frontier.
 
         Args:
             config: the run's configuration.
             sinks: where records go; default: the sinks of ``config.output``.
             progress_interval_s: time between progress lines; 0 disables them.
             progress_callback: called with the stats at every progress tick and at the end.
-            clock: monotonic seconds for the controller and the stats.
+            clock: monotonic seconds for the frontier and the stats.
         """
-        controller = AIMDController.from_config(config.aimd, config.fetch, require_saturation=True, clock=clock)
-        limiter = AdaptiveLimiter(limit=lambda: controller.concurrency, on_saturated=controller.mark_saturated)
-        controller.add_listener(limiter.notify)
-        fetcher = AiohttpFetcher.from_config(
-            config.fetch, politeness=config.politeness, limiter=limiter, on_attempt=controller.record
-        )
+        fetcher = AiohttpFetcher.from_config(config.fetch, politeness=config.politeness)
+        robots = RobotsPolicy.from_config(config.politeness, config.fetch, fetch_robots=fetcher.fetch_robots)
         nlp = config.nlp
         # Enough items in the stages at once for the NLP stage to fill its batches on every worker.
         stage_workers = max(4, 2 * nlp.batch_size * nlp.workers) if nlp.enabled else max(4, 2 * config.extract.workers)
         return cls(
             stages=build_stages(config, sinks=sinks),
             fetcher=fetcher,
-            controller=controller,
-            limiter=limiter,
-            fetch_workers=config.fetch.max_concurrency,
+            frontier=Frontier.from_config(config, clock=clock),
+            robots=robots,
+            retry=RetryPolicy.from_config(config.fetch),
+            max_concurrency=config.fetch.max_concurrency,
+            timeout_s=config.fetch.timeout_s,
+            max_redirects=config.fetch.max_redirects,
             stage_workers=stage_workers,
             queue_size=max(stage_workers, min(config.fetch.max_concurrency, 1000)),
             progress_interval_s=progress_interval_s,
@@ -158,6 +180,7 @@ class AsyncEnrichmentProcessor:
         if not self._stopping.is_set():
             logger.info("stopping: finishing in-flight URLs, taking no new ones")
         self._stopping.set()
+        self.runner.stopping = True
 
     async def run(self, inputs: Iterable[InputURL] | AsyncIterable[InputURL]) -> RunStats:
         """Process every input entry (streamed, never loaded whole) and return the run's stats.
@@ -167,16 +190,17 @@ class AsyncEnrichmentProcessor:
         Raises:
             SinkError: a sink could not write; the run stops.
         """
-        stats = self.stats = RunStats(
-            engine=self.engine, clock=self._clock, concurrency=lambda: self.controller.concurrency
-        )
+        stats = self.stats = RunStats(engine=self.engine, clock=self._clock, concurrency=lambda: self._active)
         self._seen.clear()
-        urls: asyncio.Queue[InputURL | None] = asyncio.Queue(self.queue_size)
         items: asyncio.Queue[WorkItem | None] = asyncio.Queue(self.queue_size)
         await self.chain.open()
         try:
             async with self.fetcher:
-                await self._run_tasks(inputs, urls, items)
+                try:
+                    await self._run_tasks(inputs, items)
+                finally:
+                    if self.robots is not None:
+                        await self.robots.close()
         except Exception:
             # The run's own error (a sink that cannot write) is the one to report: a sink failing again while
             # closing is logged, not raised over it.
@@ -199,53 +223,46 @@ class AsyncEnrichmentProcessor:
         return stats
 
     async def _run_tasks(
-        self,
-        inputs: Iterable[InputURL] | AsyncIterable[InputURL],
-        urls: asyncio.Queue[InputURL | None],
-        items: asyncio.Queue[WorkItem | None],
+        self, inputs: Iterable[InputURL] | AsyncIterable[InputURL], items: asyncio.Queue[WorkItem | None]
     ) -> None:
-        workers_left = [self.fetch_workers]
-        tasks = [asyncio.create_task(self._produce(inputs, urls, items), name="enrich-producer")]
-        tasks += [
-            asyncio.create_task(self._fetch_worker(urls, items, workers_left), name=f"enrich-fetch-{n}")
-            for n in range(self.fetch_workers)
-        ]
-        tasks += [
+        producer = asyncio.create_task(self._produce(inputs, items), name="enrich-producer")
+        watcher = asyncio.create_task(self._watch_stop(items), name="enrich-stop")
+        dispatcher = asyncio.create_task(self._dispatch(items, watcher), name="enrich-dispatcher")
+        workers = [
             asyncio.create_task(self._stage_worker(items), name=f"enrich-stage-{n}") for n in range(self.stage_workers)
         ]
+        tasks = [producer, watcher, dispatcher, *workers]
         progress = asyncio.create_task(self._progress(), name="enrich-progress") if self.progress_interval_s else None
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                error = None if task.cancelled() else task.exception()
-                if error is not None:
-                    raise error
+            # the watcher only ends on stop: the run is over when the stage workers are (or something failed)
+            pending = {producer, dispatcher, *workers}
+            while pending & {dispatcher, *workers}:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = None if task.cancelled() else task.exception()
+                    if error is not None:
+                        raise error
         finally:
             for task in [*tasks, *([progress] if progress else [])]:
                 task.cancel()
             await asyncio.gather(*tasks, *([progress] if progress else []), return_exceptions=True)
 
     async def _produce(
-        self,
-        inputs: Iterable[InputURL] | AsyncIterable[InputURL],
-        urls: asyncio.Queue[InputURL | None],
-        items: asyncio.Queue[WorkItem | None],
+        self, inputs: Iterable[InputURL] | AsyncIterable[InputURL], items: asyncio.Queue[WorkItem | None]
     ) -> None:
-        if hasattr(inputs, "__aiter__"):
-            async for entry in inputs:
-                if not await self._dispatch(entry, urls, items):
-                    break
-        else:
-            for entry in inputs:
-                if not await self._dispatch(entry, urls, items):
-                    break
-        # not in a finally: after a failure or a cancellation nobody reads the queue, and a put could block forever
-        for _ in range(self.fetch_workers):
-            await urls.put(_DONE)
+        try:
+            if hasattr(inputs, "__aiter__"):
+                async for entry in inputs:
+                    if not await self._route(entry, items):
+                        break
+            else:
+                for entry in inputs:
+                    if not await self._route(entry, items):
+                        break
+        finally:
+            self.frontier.close_input()
 
-    async def _dispatch(
-        self, entry: InputURL, urls: asyncio.Queue[InputURL | None], items: asyncio.Queue[WorkItem | None]
-    ) -> bool:
+    async def _route(self, entry: InputURL, items: asyncio.Queue[WorkItem | None]) -> bool:
         """Route one entry; ``False`` once stopping (the entry in hand is counted as not started)."""
         if self.stopping:
             self.not_started += 1
@@ -256,8 +273,18 @@ class AsyncEnrichmentProcessor:
             return True
         if entry.error is not None:
             await items.put(WorkItem.from_error(entry.url, entry.error, engine=self.engine, stage="input"))
-        else:
-            await urls.put(entry)
+            return True
+        job = Job.of(entry)
+        put = asyncio.ensure_future(self.frontier.put(str(job.target), job, priority=entry.priority))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({put, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not put.done():  # stopping while the look-ahead bound was full
+            put.cancel()
+            self.not_started += 1
+            return False
         return True
 
     def _repeated(self, url: str) -> bool:
@@ -271,49 +298,58 @@ class AsyncEnrichmentProcessor:
                 logger.warning("%d distinct URLs seen: later repeated entries are not detected", MAX_SEEN_URLS)
         return False
 
-    async def _fetch_worker(
-        self, urls: asyncio.Queue[InputURL | None], items: asyncio.Queue[WorkItem | None], workers_left: list[int]
-    ) -> None:
-        while (entry := await urls.get()) is not _DONE:
-            if self.stopping:
+    async def _watch_stop(self, items: asyncio.Queue[WorkItem | None]) -> None:
+        """On :meth:`stop`: drain the frontier; started URLs get their records, the rest count as not started."""
+        await self._stopping.wait()
+        self.frontier.close_input()
+        for job in list(self.frontier.drain()):
+            item = self.runner.stopped(job)
+            if item is None:
                 self.not_started += 1
-                continue
-            await items.put(await self._fetch_one(entry))
-        workers_left[0] -= 1
-        if workers_left[0] == 0:  # the last fetch worker out tells the stage workers the stream is over
-            for _ in range(self.stage_workers):
-                await items.put(_DONE)
+            else:
+                await items.put(item)
 
-    async def _fetch_one(self, entry: InputURL) -> WorkItem:
-        started = time.perf_counter()
+    async def _dispatch(self, items: asyncio.Queue[WorkItem | None], watcher: asyncio.Task[None]) -> None:
+        """Start a request task for each lease the frontier hands out, at most ``max_concurrency`` at once."""
+        places = asyncio.Semaphore(self.max_concurrency)
+        running: set[asyncio.Task[None]] = set()
         try:
-            page = await self.fetcher.fetch(entry.url, fetch_url=entry.fetch_url)
-        except FetchError as exc:
-            logger.info("fetch failed: %s", exc, extra={"url": entry.url})
-            return WorkItem.from_error(
-                entry.url,
-                exc,
-                engine=self.engine,
-                attempts=exc.attempts,
-                fetch_duration_ms=(time.perf_counter() - started) * 1000,
-            )
-        except Exception as exc:  # a bug in the transport must still leave one record for the URL
-            logger.error("unexpected error fetching %s: %s", entry.url, exc, exc_info=True, extra={"url": entry.url})
-            return WorkItem.from_error(
-                entry.url, exc, engine=self.engine, fetch_duration_ms=(time.perf_counter() - started) * 1000
-            )
-        if 200 <= page.status < 300:
-            return WorkItem.from_page(page, engine=self.engine)
-        return WorkItem.from_error(
-            entry.url,
-            http_error(page.status, attempts=page.attempts),
-            engine=self.engine,
-            attempts=page.attempts,
-            fetch_duration_ms=page.fetch_duration_ms,
-            fetched_at=page.fetched_at,
-            status=page.status,
-            final_url=page.final_url,
-        )
+            while True:
+                await places.acquire()
+                lease = await self.frontier.next()
+                if lease is None:
+                    places.release()
+                    break
+                task = asyncio.create_task(self._request(lease, items, places))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if running:
+                await asyncio.gather(*running)
+            if self.stopping:
+                await watcher  # the records of drained URLs go before the end of the stream
+        finally:
+            for task in running:
+                task.cancel()
+        for _ in range(self.stage_workers):  # the stream is over: tell the stage workers
+            await items.put(_DONE)
+
+    async def _request(
+        self, lease: Lease[Job], items: asyncio.Queue[WorkItem | None], places: asyncio.Semaphore
+    ) -> None:
+        self._active += 1
+        self.peak_active = max(self.peak_active, self._active)
+        try:
+            try:
+                item = await self.runner.run(lease)
+            except Exception as exc:  # a bug in the transport must still leave one record for the URL
+                job = lease.payload
+                logger.error("unexpected error fetching %s: %s", job.entry.url, exc, exc_info=True)
+                item = WorkItem.from_error(job.entry.url, exc, engine=self.engine)
+            if item is not None:
+                await items.put(item)
+        finally:
+            self._active -= 1
+            places.release()
 
     async def _stage_worker(self, items: asyncio.Queue[WorkItem | None]) -> None:
         while (item := await items.get()) is not _DONE:
@@ -328,14 +364,14 @@ class AsyncEnrichmentProcessor:
                 self._progress_callback(self.stats)
 
     def _finish(self, stats: RunStats) -> None:
-        stats.extra["aimd"] = self.controller.snapshot()
-        stats.extra["concurrency_history"] = [[t, value] for t, value in self.controller.history]
-        stats.extra["peak_in_flight"] = self.limiter.peak
+        stats.extra["peak_in_flight"] = self.peak_active
         stats.extra["not_started"] = self.not_started
         stats.extra["duplicates_skipped"] = self.duplicates
-        policy_stats = getattr(self.fetcher, "policy_stats", None)
-        if callable(policy_stats):
-            stats.extra.update(policy_stats())
+        stats.extra["frontier"] = self.frontier.stats()
+        stats.extra["respect_robots"] = self.robots is not None and self.robots.enabled
+        if self.robots is not None:
+            stats.extra["robots"] = self.robots.stats()
+        stats.extra.update(self.fetcher.stats())
         logger.info("run finished\n%s", stats.summary())
         if self._progress_callback is not None:
             self._progress_callback(stats)
@@ -394,7 +430,6 @@ async def run_async_enrichment(
     fetch: dict[str, Any] = {}
     if max_concurrency is not None:
         fetch["max_concurrency"] = max_concurrency
-        fetch["min_concurrency"] = min(config.fetch.min_concurrency, max_concurrency)
     if timeout is not None:
         fetch["timeout_s"] = timeout
         fetch["connect_timeout_s"] = min(config.fetch.connect_timeout_s, timeout)

@@ -1,30 +1,25 @@
-"""Engine-agnostic crawl policy: adaptive concurrency, retries, per-domain limits, robots.txt and address checks.
+"""Engine-agnostic crawl policy: retries, robots.txt and address checks.
 
-Engines report outcomes and obey decisions; ``docs/hostile-web.md`` describes how each engine drives them.
+Per-site limits, backoff, congestion control and the circuit breaker live in :mod:`enrich.frontier`, which decides
+what is fetched next. Engines report outcomes and obey decisions; ``docs/hostile-web.md`` describes how.
 """
 
 from __future__ import annotations
 
 from enrich.errors import BlockedAddressError, CircuitOpenError, RefusedError, RobotsDisallowedError
 from enrich.policy.addresses import AddressPolicy, address_kind, is_public_address, refusal_message
-from enrich.policy.aimd import AdaptiveLimiter, AIMDController
-from enrich.policy.domains import DomainPolicy, domain_of
 from enrich.policy.retry import RetryPolicy, failure_message, http_error, is_transient_error, parse_retry_after
 from enrich.policy.robots import RobotsPolicy, robots_url, site_of
 
 __all__ = [
-    "AIMDController",
-    "AdaptiveLimiter",
     "AddressPolicy",
     "BlockedAddressError",
     "CircuitOpenError",
-    "DomainPolicy",
     "RefusedError",
     "RetryPolicy",
     "RobotsDisallowedError",
     "RobotsPolicy",
     "address_kind",
-    "domain_of",
     "failure_message",
     "http_error",
     "is_public_address",

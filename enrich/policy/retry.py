@@ -79,10 +79,11 @@ def failure_message(attempts: int, reason: str) -> str:
     return f"Fetch failed after {attempts} attempt{'s' if attempts != 1 else ''}: {reason}"
 
 
-def http_error(status: int, *, attempts: int = 1, stage: str = "fetch") -> ErrorInfo:
+def http_error(status: int, *, attempts: int = 1, stage: str = "fetch", note: str | None = None) -> ErrorInfo:
     """The error of a final non-2xx answer: type ``HTTPError``, message like ``HTTP 404 Not Found``.
 
-    After several attempts (a 503 that stayed a 503) the message says so, as :func:`failure_message` does.
+    After several attempts (a 503 that stayed a 503) the message says so, as :func:`failure_message` does;
+    ``note`` is added after a semicolon (why it was not retried, e.g. a ``Retry-After`` past the cap).
     """
     try:
         phrase = HTTPStatus(status).phrase
@@ -90,6 +91,8 @@ def http_error(status: int, *, attempts: int = 1, stage: str = "fetch") -> Error
         phrase = ""
     reason = f"HTTP {status} {phrase}".rstrip()
     message = failure_message(attempts, reason) if attempts > 1 else reason
+    if note:
+        message = f"{message}; {note}"
     return ErrorInfo(type="HTTPError", message=message, stage=stage)
 
 
@@ -178,4 +181,16 @@ class RetryPolicy:
         if honoured is not None:
             return min(honoured, self.retry_after_cap_s)
         backoff = min(self.backoff_cap_s, self.backoff_base_s * 2.0 ** max(0, attempt - 1))
-        return backoff * (1 + self.backoff_jitter * self._random())
+        # jitter spreads retries out but never past the cap: the cap is a promise to the user and the site
+        return min(self.backoff_cap_s, backoff * (1 + self.backoff_jitter * self._random()))
+
+    def too_long(self, retry_after: str | None) -> str | None:
+        """Why an answer must not be retried within this run: its ``Retry-After`` asks for longer than
+        ``retry_after_cap_s`` (retrying at the cap would be early, i.e. rude). ``None`` when it may be retried."""
+        honoured = parse_retry_after(retry_after, now=self._wall_clock())
+        if honoured is None or honoured <= self.retry_after_cap_s:
+            return None
+        return (
+            f"not retried: the server asked to retry after {honoured:.0f} s, longer than "
+            f"fetch.retry_after_cap_s ({self.retry_after_cap_s:g} s)"
+        )

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from enrich.errors import RobotsDisallowedError
+from enrich.errors import FetchError, RobotsDisallowedError
 from enrich.urls import redact_url
 
 if TYPE_CHECKING:
@@ -128,6 +128,8 @@ class RobotsRules:
     kind: RobotsKind
     expires_at: float
     reason: str = ""
+    cause: str = ""
+    """For ``unreachable`` after a transport failure: the failure in plain words (``Connection refused``)."""
     parser: Protego | None = None
     sitemaps: list[str] = field(default_factory=list)
 
@@ -252,7 +254,7 @@ class RobotsPolicy:
         except Exception as exc:  # any transport failure means "unreachable", which the record reports
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             logger.warning("robots.txt of %s unreachable: %s", site, reason, exc_info=True, extra={"site": site})
-            rules = self._unreachable(site, reason)
+            rules = self._unreachable(site, reason, cause=str(exc) or type(exc).__name__)
         else:
             rules = self._from_answer(site, status, text)
         self._store(rules)
@@ -272,10 +274,14 @@ class RobotsPolicy:
         self._counts["unavailable"] += 1
         return RobotsRules(site=site, kind="unavailable", expires_at=now + self.ttl_s, reason=f"HTTP {status}")
 
-    def _unreachable(self, site: str, reason: str) -> RobotsRules:
+    def _unreachable(self, site: str, reason: str, *, cause: str = "") -> RobotsRules:
         self._counts["unreachable"] += 1
         return RobotsRules(
-            site=site, kind="unreachable", expires_at=self._clock() + self.unreachable_ttl_s, reason=reason
+            site=site,
+            kind="unreachable",
+            expires_at=self._clock() + self.unreachable_ttl_s,
+            reason=reason,
+            cause=cause,
         )
 
     def _store(self, rules: RobotsRules) -> None:
@@ -311,6 +317,26 @@ class RobotsPolicy:
         if parts.query:
             target = f"{target}?{parts.query}"
         return f"robots.txt of {rules.site} disallows {target} for {self.token}"
+
+    async def refusal(self, url: str, *, record_url: str | None = None) -> FetchError | None:
+        """The error of a URL that must not be fetched because of robots.txt, naming the root cause, or ``None``.
+
+        A site whose robots.txt could not be fetched for a transport failure gets that failure as the error (a
+        :class:`~enrich.errors.FetchError`: ``Connection refused (fetching robots.txt of http://host:80; ...)``):
+        the host is down, robots.txt is only where it showed. Everything else is a
+        :class:`~enrich.errors.RobotsDisallowedError`.
+        """
+        reason = await self.check(url)
+        if reason is None:
+            return None
+        rules = self._cache.get(site_of(url))
+        if rules is not None and rules.kind == "unreachable" and rules.cause:
+            message = (
+                f"{rules.cause} (fetching robots.txt of {rules.site}; "
+                f"the site is not fetched for {self.unreachable_ttl_s:.0f} s)"
+            )
+            return FetchError(message, url=record_url or url, attempts=0)
+        return RobotsDisallowedError(reason, url=record_url or url)
 
     async def allowed(self, url: str) -> bool:
         """Whether ``url`` may be fetched (always ``True`` when robots.txt is not respected)."""

@@ -63,7 +63,7 @@ def test_development_file_lists_the_defaults() -> None:
 
 def test_mapping_onto_enrich_config() -> None:
     raw = enrichment(
-        max_workers=7, timeout=3, nlp_enabled=False, batch_size=9, nlp_batch_size=4, adaptive={"window": 3}
+        max_workers=7, timeout=3, nlp_enabled=False, batch_size=9, nlp_batch_size=4, adaptive={"decrease_factor": 0.25}
     )
     raw["data_dir"] = "out"
     config = build_env_settings(raw, env="x").enrich
@@ -72,7 +72,7 @@ def test_mapping_onto_enrich_config() -> None:
     assert config.nlp.enabled is False
     assert config.output.batch_size == 9
     assert config.nlp.batch_size == 4
-    assert config.aimd.window == 3
+    assert config.aimd.decrease_factor == 0.25
     assert config.output.path == Path("out/processed/stage03/enrichment_output.jsonl")
 
 
@@ -91,18 +91,18 @@ def test_unknown_keys_are_named_as_written() -> None:
 
 
 def test_negative_and_wrong_type_values_name_the_yaml_key() -> None:
-    message = errors_of(enrichment(max_workers=-4, timeout="soon", adaptive={"window": 0}))
+    message = errors_of(enrichment(max_workers=-4, timeout="soon", adaptive={"increase_step": 0}))
     assert "stages.enrichment.max_workers: Input should be greater than or equal to 1 (got -4)" in message
     assert "stages.enrichment.timeout: Input should be a valid number" in message
     assert "(got 'soon')" in message
-    assert "stages.enrichment.adaptive.window: Input should be greater than or equal to 1 (got 0)" in message
+    assert "stages.enrichment.adaptive.increase_step: Input should be greater than or equal to 1 (got 0)" in message
 
 
-def test_min_above_max_names_both_keys() -> None:
-    message = errors_of(enrichment(max_workers=3, min_workers=5))
+def test_backoff_base_above_cap_names_both_keys() -> None:
+    message = errors_of(enrichment(backoff_base=60, backoff_cap=30))
     assert (
-        "stages.enrichment.min_workers: stages.enrichment.min_workers (5) must not exceed "
-        "stages.enrichment.max_workers (3)"
+        "stages.enrichment.backoff_base: stages.enrichment.backoff_base (60.0) must not exceed "
+        "stages.enrichment.backoff_cap (30.0)"
     ) in message
 
 

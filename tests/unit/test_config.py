@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def test_defaults_are_valid() -> None:
     config = EnrichConfig()
     assert config == EnrichConfig.from_mapping({})
-    assert config.fetch.min_concurrency <= config.fetch.max_concurrency
+    assert config.aimd.initial is None and config.frontier.max_pending == 50_000
     assert config.nlp.executor == "thread"
     assert config.nlp.model == "en_core_web_sm"
     # a round trip through plain data gives the same config
@@ -38,7 +38,7 @@ def test_config_is_frozen() -> None:
         ({"nlp": {"workers": "many"}}, "nlp.workers", "'many'"),
         ({"fetch": {"timeout_s": "soon"}}, "fetch.timeout_s", "'soon'"),
         ({"fetch": {"max_concurrency": -1}}, "fetch.max_concurrency", "-1"),
-        ({"fetch": {"min_concurrency": 0}}, "fetch.min_concurrency", "0"),
+        ({"frontier": {"max_pending": 0}}, "frontier.max_pending", "0"),
         ({"nlp": {"executor": "fork"}}, "nlp.executor", "'fork'"),
         ({"nlp": {"max_chars": 10}}, "nlp.max_chars", "10"),
         ({"aimd": {"decrease_factor": 1.0}}, "aimd.decrease_factor", "1.0"),
@@ -67,7 +67,6 @@ def test_every_problem_is_reported_at_once() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"min_concurrency": 10, "max_concurrency": 5}, "min_concurrency (10) must not exceed max_concurrency (5)"),
         ({"backoff_base_s": 60, "backoff_cap_s": 30}, "backoff_base_s (60.0) must not exceed backoff_cap_s (30.0)"),
     ],
 )
@@ -80,8 +79,8 @@ def test_bounds_crossing_each_other_are_rejected(data: dict[str, Any], message: 
     assert message in text
 
 
-def test_min_equal_to_max_is_fine() -> None:
-    assert FetchConfig(min_concurrency=7, max_concurrency=7).max_concurrency == 7
+def test_base_equal_to_cap_is_fine() -> None:
+    assert FetchConfig(backoff_base_s=7, backoff_cap_s=7).backoff_cap_s == 7
 
 
 def test_full_user_agent() -> None:
@@ -159,12 +158,12 @@ def test_replace_changes_only_what_is_given() -> None:
 def test_replace_validates_again() -> None:
     with pytest.raises(ConfigError, match=r"fetch\.timeout_s"):
         EnrichConfig().replace(fetch={"timeout_s": 0})
-    with pytest.raises(ConfigError, match=r"fetch: .*min_concurrency \(60\) must not exceed max_concurrency \(50\)"):
-        EnrichConfig().replace(fetch={"min_concurrency": 60})
+    with pytest.raises(ConfigError, match=r"fetch: .*backoff_base_s \(60.0\) must not exceed backoff_cap_s \(30.0\)"):
+        EnrichConfig().replace(fetch={"backoff_base_s": 60})
     with pytest.raises(ConfigError, match=r"nlp\.nope: unknown key"):
         EnrichConfig().replace(nlp={"nope": 1})
 
 
 def test_replace_unknown_section() -> None:
-    with pytest.raises(ConfigError, match=r"unknown config section 'nlq'; allowed: fetch, aimd, politeness"):
+    with pytest.raises(ConfigError, match=r"unknown config section 'nlq'; allowed: fetch, aimd, frontier, politeness"):
         EnrichConfig().replace(nlq={"enabled": False})

@@ -1,0 +1,390 @@
+"""The frontier: the one place that decides which request is fetched next, for both engines.
+
+Requests wait in per-site queues (:mod:`enrich.frontier.storage`). A site is *ready* when its
+:class:`~enrich.frontier.sites.SitePolicy` lets one more request start now (in-flight cap, ``Crawl-delay``,
+backoff, circuit); the frontier hands out the best head among ready sites (highest priority, then oldest) and
+never makes anyone sleep holding a slot: a site that must wait simply is not ready, and the others go on.
+
+How an engine drives it::
+
+    await frontier.put(url, payload, priority=p)     # from the input; waits while the look-ahead bound is full
+    frontier.close_input()                           # the input is over
+    lease = await frontier.next()                    # the asyncio engine; Scrapy's scheduler calls poll()
+    if lease.refusal: write an error record; frontier.release(lease)
+    ... one attempt (one HTTP request, no redirects followed) ...
+    frontier.release(lease, outcome, ttfb_s=..., status=..., retry_after=...)
+    frontier.push(hop_url, payload)                  # a redirect hop: a new request for its target site
+    frontier.push(url, payload, not_before=t)        # a retry: back in the queue, no slot held meanwhile
+
+**Look-ahead.** :meth:`Frontier.put` waits only while ``max_pending`` entries (or ``max_pending_bytes``) are
+queued, so the input is read far ahead of what is fetched: a few slow or delayed sites fill their own queues and
+the reader goes on to find other sites. Retries and redirect hops (:meth:`Frontier.push`) never wait: they are
+bounded by the requests in flight. Memory therefore stays flat whatever the input's length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from enrich.frontier.sites import Outcome, SitePolicy, SiteState, domain_of
+from enrich.frontier.storage import FrontierEntry, MemoryStorage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from enrich.config import EnrichConfig
+    from enrich.frontier.storage import FrontierStorage
+
+__all__ = ["MAX_PENDING", "MAX_PENDING_BYTES", "Frontier", "Lease"]
+
+T = TypeVar("T")
+
+MAX_PENDING = 50_000
+"""Queued requests before :meth:`Frontier.put` waits. A queued request costs about 0.5 KB, so this is ~25 MB at
+most, and it lets the reader look 50,000 lines ahead for sites that are ready."""
+
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+"""Bytes of queued URLs and payloads (as estimated by the caller) before :meth:`Frontier.put` waits."""
+
+MAX_IDLE_SITES = 10_000
+"""Site states kept once their queues are empty; beyond this, idle ones are dropped (oldest first)."""
+
+ENTRY_OVERHEAD_BYTES = 400
+"""What a queued entry costs beside its URL (objects, heap slot), for the bytes bound."""
+
+
+@dataclass(slots=True)
+class Lease(Generic[T]):
+    """A request handed out by the frontier: the engine fetches it (or writes its refusal) and then releases it.
+
+    Attributes:
+        site: the site key (:func:`~enrich.frontier.sites.domain_of` of the URL).
+        url: the URL of this request (a redirect hop's target, for a hop).
+        payload: what the engine queued with it.
+        refusal: set when the site's circuit is open: do not fetch, write this as the error (no slot is held).
+        waited_s: seconds the request spent queued in the frontier.
+    """
+
+    site: str
+    url: str
+    payload: T
+    priority: int
+    refusal: str | None = None
+    waited_s: float = 0.0
+    released: bool = False
+
+
+class Frontier(Generic[T]):
+    """Per-site queues with their own next-allowed time and in-flight cap; hands out the best ready request.
+
+    Args:
+        policy: per-site decisions (caps, Crawl-delay, backoff, congestion, circuit).
+        storage: where queued entries live; default :class:`MemoryStorage`.
+        max_pending: queued entries before :meth:`put` waits.
+        max_pending_bytes: queued bytes before :meth:`put` waits.
+        max_idle_sites: site states kept once idle.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: SitePolicy,
+        storage: FrontierStorage[T] | None = None,
+        max_pending: int = MAX_PENDING,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
+        max_idle_sites: int = MAX_IDLE_SITES,
+    ) -> None:
+        if max_pending < 1 or max_pending_bytes < 1:
+            raise ValueError("max_pending and max_pending_bytes must be at least 1")
+        self.policy = policy
+        self.storage: FrontierStorage[T] = storage if storage is not None else MemoryStorage()
+        self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
+        self.max_idle_sites = max_idle_sites
+        self._clock: Callable[[], float] = policy.clock
+        self._sites: dict[str, SiteState] = {}
+        self._ready: list[tuple[tuple[int, int], str, int]] = []
+        """Sites that may start a request now, by their head's order: ``(sort key, site, token)``."""
+        self._timed: list[tuple[float, str, int]] = []
+        """Sites whose next request waits for a time (Crawl-delay, backoff): ``(ready at, site, token)``."""
+        self._tokens: dict[str, int] = {}
+        """The current token of each site; heap entries with an older one are stale."""
+        self._delayed: list[tuple[float, int, str, FrontierEntry[T]]] = []
+        """Entries not to start before a time (retries): ``(not before, seq, site, entry)``."""
+        self._queued_at: dict[int, float] = {}
+        self._seq = 0
+        self._pending_bytes = 0
+        self._in_flight = 0
+        self._input_open = True
+        self._changed = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self.counts: Counter[str] = Counter()
+        """``added``, ``pushed`` (retries and hops), ``started``, ``refused``, ``drained``."""
+        self.peak_pending = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        config: EnrichConfig,
+        *,
+        storage: FrontierStorage[T] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Frontier[T]:
+        return cls(
+            policy=SitePolicy.from_config(config, clock=clock),
+            storage=storage,
+            max_pending=config.frontier.max_pending,
+            max_pending_bytes=config.frontier.max_pending_mb * 1024 * 1024,
+        )
+
+    def clock(self) -> float:
+        """The frontier's clock (monotonic seconds): ``not_before`` times are on it."""
+        return self._clock()
+
+    # --- size ------------------------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Requests queued (delayed retries included), not in flight."""
+        return len(self.storage) + len(self._delayed)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests handed out and not released."""
+        return self._in_flight
+
+    @property
+    def input_open(self) -> bool:
+        return self._input_open
+
+    @property
+    def finished(self) -> bool:
+        """The input is over, nothing is queued and nothing is in flight."""
+        return not self._input_open and self.pending == 0 and self._in_flight == 0
+
+    def has_room(self) -> bool:
+        return len(self.storage) < self.max_pending and self._pending_bytes < self.max_pending_bytes
+
+    # --- adding ----------------------------------------------------------------------------------------------
+
+    async def put(self, url: str, payload: T, *, priority: int = 0, size: int = 0) -> None:
+        """Queue a request read from the input, waiting while the look-ahead bound is full."""
+        while not self.has_room():
+            self._room.clear()
+            await self._room.wait()
+        self._add(url, payload, priority=priority, size=size, from_input=True, not_before=0.0)
+
+    def push(self, url: str, payload: T, *, priority: int = 0, size: int = 0, not_before: float = 0.0) -> None:
+        """Queue a retry (``not_before``: the clock time it may start) or a redirect hop; never waits."""
+        self.counts["pushed"] += 1
+        self._add(url, payload, priority=priority, size=size, from_input=False, not_before=not_before)
+
+    def _add(self, url: str, payload: T, *, priority: int, size: int, from_input: bool, not_before: float) -> None:
+        self._seq += 1
+        entry = FrontierEntry(
+            url=url,
+            payload=payload,
+            priority=priority,
+            seq=self._seq,
+            size=size + len(url) + ENTRY_OVERHEAD_BYTES,
+            from_input=from_input,
+        )
+        site = domain_of(url)
+        self._pending_bytes += entry.size
+        self._queued_at[entry.seq] = self._clock()
+        if from_input:
+            self.counts["added"] += 1
+        if not_before > self._clock():
+            heapq.heappush(self._delayed, (not_before, entry.seq, site, entry))
+        else:
+            self._enqueue(site, entry)
+        self.peak_pending = max(self.peak_pending, self.pending)
+        self._changed.set()
+
+    def _enqueue(self, site: str, entry: FrontierEntry[T]) -> None:
+        self.storage.push(site, entry)
+        self._state(site)
+        self._schedule(site)
+
+    def close_input(self) -> None:
+        """No more input: :meth:`next` returns ``None`` once everything queued has been released."""
+        self._input_open = False
+        self._changed.set()
+
+    # --- sites -----------------------------------------------------------------------------------------------
+
+    def _state(self, site: str) -> SiteState:
+        state = self._sites.get(site)
+        if state is None:
+            if len(self._sites) >= 2 * self.max_idle_sites:
+                self._sweep()
+            state = self._sites[site] = self.policy.new_state(site)
+        return state
+
+    def site(self, site: str) -> SiteState:
+        """The state of ``site`` (created if new), for engines that report rules and for tests."""
+        return self._state(domain_of(site))
+
+    def _sweep(self) -> None:
+        now = self._clock()
+        for key in [k for k, s in self._sites.items() if self.storage.count(k) == 0 and self.policy.idle(s, now)]:
+            if len(self._sites) <= self.max_idle_sites:
+                break
+            del self._sites[key]
+            self._tokens.pop(key, None)
+
+    def _schedule(self, site: str) -> None:
+        """Put ``site`` in the heap its state calls for (ready now, ready at a time, or none: capped or empty)."""
+        head = self.storage.head(site)
+        if head is None:
+            return
+        state = self._sites[site]
+        token = self._tokens.get(site, 0) + 1
+        self._tokens[site] = token
+        if state.in_flight >= self.policy.cap(state) or (state.circuit != "closed" and state.trial):
+            return  # capped: rescheduled when one of its requests is released
+        ready_at = self.policy.ready_at(state)
+        if ready_at > self._clock() and self.policy.refusal(state, self._clock()) is None:
+            heapq.heappush(self._timed, (ready_at, site, token))
+        else:
+            heapq.heappush(self._ready, (head.sort_key, site, token))
+
+    def set_rules(self, url: str, crawl_delay: float | None) -> None:
+        """The robots.txt of the site of ``url`` is known: its ``Crawl-delay`` (``None`` for none) applies."""
+        site = domain_of(url)
+        self.policy.set_rules(self._state(site), crawl_delay, self._clock())
+        self._schedule(site)
+        self._changed.set()
+
+    # --- taking ----------------------------------------------------------------------------------------------
+
+    def _promote(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, site, entry = heapq.heappop(self._delayed)
+            self._enqueue(site, entry)
+        while self._timed and self._timed[0][0] <= now:
+            _, site, token = heapq.heappop(self._timed)
+            if self._tokens.get(site) == token:
+                self._schedule(site)
+
+    def poll(self) -> Lease[T] | None:
+        """The best request that may start now, or ``None`` (see :meth:`wait_s` for how long until one may)."""
+        now = self._clock()
+        self._promote(now)
+        while self._ready:
+            _, site, token = heapq.heappop(self._ready)
+            if self._tokens.get(site) != token:
+                continue
+            state = self._sites[site]
+            entry = self.storage.pop(site)
+            if entry is None:
+                continue
+            self._forget(entry)
+            waited = now - self._queued_at.pop(entry.seq, now)
+            refusal = self.policy.refusal(state, now)
+            if refusal is not None:
+                self.counts["refused"] += 1
+                self._schedule(site)
+                return Lease(site, entry.url, entry.payload, entry.priority, refusal, waited, released=True)
+            if not self.policy.can_start(state, now):  # the heap entry was right when pushed; check again
+                self.storage.push(site, entry)
+                self._pending_bytes += entry.size
+                self._queued_at[entry.seq] = now - waited
+                self._schedule(site)
+                continue
+            self.policy.start(state, now)
+            self._in_flight += 1
+            self.counts["started"] += 1
+            self._schedule(site)
+            return Lease(site, entry.url, entry.payload, entry.priority, None, waited)
+        return None
+
+    def _forget(self, entry: FrontierEntry[T]) -> None:
+        self._pending_bytes -= entry.size
+        if not self._room.is_set() and self.has_room():
+            self._room.set()
+
+    def wait_s(self) -> float | None:
+        """Seconds until a queued request may become ready by time alone; ``None`` if none waits on time."""
+        while self._timed and self._tokens.get(self._timed[0][1]) != self._timed[0][2]:
+            heapq.heappop(self._timed)  # stale
+        times = [heap[0][0] for heap in (self._timed, self._delayed) if heap]
+        return max(0.0, min(times) - self._clock()) if times else None
+
+    async def next(self) -> Lease[T] | None:
+        """Wait for the best request that may start, and hand it out; ``None`` once :attr:`finished`."""
+        while True:
+            lease = self.poll()
+            if lease is not None:
+                return lease
+            if self.finished:
+                return None
+            self._changed.clear()
+            wait = self.wait_s()
+            try:
+                async with asyncio.timeout(wait):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
+
+    # --- releasing -------------------------------------------------------------------------------------------
+
+    def release(
+        self,
+        lease: Lease[T],
+        outcome: Outcome | None = None,
+        *,
+        ttfb_s: float | None = None,
+        status: int | None = None,
+        retry_after: str | None = None,
+        reason: str = "",
+    ) -> None:
+        """The attempt of ``lease`` is over: free its place and learn from its outcome (``None``: no attempt was
+        made, e.g. robots.txt refused it). Releasing twice is harmless."""
+        if lease.released:
+            return
+        lease.released = True
+        self._in_flight -= 1
+        state = self._state(lease.site)
+        self.policy.finish(state)
+        if outcome is not None:
+            self.policy.report(state, outcome, ttfb_s=ttfb_s, status=status, retry_after=retry_after, reason=reason)
+        elif state.circuit == "half-open" and state.trial:
+            state.trial = False  # a trial that made no attempt proves nothing: let another one through
+            state.circuit = "open"
+            state.opened_at = self._clock() - self.policy.circuit_cooldown_s
+        self._schedule(lease.site)
+        self._changed.set()
+
+    # --- ending ----------------------------------------------------------------------------------------------
+
+    def drain(self) -> Iterator[T]:
+        """Remove and yield the payload of every queued request (delayed retries included), e.g. on stop."""
+        delayed, self._delayed = self._delayed, []
+        for entry in [*self.storage.drain(), *(item[3] for item in sorted(delayed))]:
+            self.counts["drained"] += 1
+            self._forget(entry)
+            self._queued_at.pop(entry.seq, None)
+            yield entry.payload
+        self._ready.clear()
+        self._timed.clear()
+        self._changed.set()
+
+    def stats(self) -> dict[str, object]:
+        """Figures for the run summary: counts, peaks, and the sites that backed off, slowed down or failed."""
+        sites = self._sites.values()
+        return {
+            **self.counts,
+            "peak_pending": self.peak_pending,
+            "sites": len(self._sites),
+            "peak_in_flight_per_site": max((s.peak_in_flight for s in sites), default=0),
+            "backoffs": sum(s.backoffs for s in sites),
+            "cap_decreases": sum(s.decreases for s in sites),
+            "open_circuits": sorted(s.key for s in sites if s.circuit != "closed"),
+        }
