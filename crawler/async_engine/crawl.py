@@ -159,7 +159,12 @@ class RequestRunner:
             raise
         retry_after = answer.headers.get("retry-after")
         self.frontier.release(
-            lease, outcome_of(answer.status), ttfb_s=answer.ttfb_s, status=answer.status, retry_after=retry_after
+            lease,
+            outcome_of(answer.status),
+            ttfb_s=answer.ttfb_s,
+            status=answer.status,
+            retry_after=retry_after,
+            reason=f"HTTP {answer.status}",
         )
         if answer.location is not None:
             return self._redirect(job, lease, answer)

@@ -132,8 +132,6 @@ def _split_auth(target: str) -> tuple[URL, dict[str, str] | None]:
     return url.with_user(None), header
 
 
-
-
 def follow_location(current: URL, location: str, status: int, *, redirects: int, max_redirects: int) -> URL:
     """The URL a redirect leads to, or a :class:`RedirectProblem` saying why it is not followed (final)."""
     joined = urljoin(str(current), location.strip())
@@ -331,9 +329,7 @@ class AiohttpFetcher:
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectionError(describe_error(exc, max_redirects=ROBOTS_MAX_REDIRECTS)) from exc
 
-    async def request(
-        self, url: URL, *, headers: dict[str, str] | None = None, max_bytes: int | None = None
-    ) -> Answer:
+    async def request(self, url: URL, *, headers: dict[str, str] | None = None, max_bytes: int | None = None) -> Answer:
         """One GET of ``url``, redirects not followed; the caller bounds it in time.
 
         Raises:

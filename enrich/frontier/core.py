@@ -54,6 +54,9 @@ MAX_PENDING_BYTES = 64 * 1024 * 1024
 MAX_IDLE_SITES = 10_000
 """Site states kept once their queues are empty; beyond this, idle ones are dropped (oldest first)."""
 
+MAX_STATS_SITES = 1_000
+"""Sites with their own line in :meth:`Frontier.stats`."""
+
 ENTRY_OVERHEAD_BYTES = 400
 """What a queued entry costs beside its URL (objects, heap slot), for the bytes bound."""
 
@@ -376,15 +379,27 @@ class Frontier(Generic[T]):
         self._timed.clear()
         self._changed.set()
 
+    def circuit(self, site: str) -> str:
+        """The circuit state of ``site`` (a URL or host): ``closed``, ``open`` or ``half-open``."""
+        state = self._sites.get(domain_of(site))
+        return "closed" if state is None else self.policy.circuit_state(state, self._clock())
+
     def stats(self) -> dict[str, object]:
-        """Figures for the run summary: counts, peaks, and the sites that backed off, slowed down or failed."""
-        sites = self._sites.values()
+        """Figures for the run summary: counts, peaks, and the sites that backed off, slowed down or failed
+        (``per_site``: at most :data:`MAX_STATS_SITES` of them)."""
+        sites = list(self._sites.values())
+        eventful = [s for s in sites if s.backoffs or s.decreases or s.opens][:MAX_STATS_SITES]
         return {
             **self.counts,
             "peak_pending": self.peak_pending,
-            "sites": len(self._sites),
+            "sites": len(sites),
             "peak_in_flight_per_site": max((s.peak_in_flight for s in sites), default=0),
             "backoffs": sum(s.backoffs for s in sites),
             "cap_decreases": sum(s.decreases for s in sites),
+            "circuit_opens": sum(s.opens for s in sites),
             "open_circuits": sorted(s.key for s in sites if s.circuit != "closed"),
+            "per_site": {
+                s.key: {"backoffs": s.backoffs, "cap_decreases": s.decreases, "circuit_opens": s.opens}
+                for s in eventful
+            },
         }

@@ -113,6 +113,7 @@ class SiteState:
     """Seconds between two request starts (a robots.txt Crawl-delay)."""
     next_start: float = 0.0
     """Earliest start of the next request under ``min_interval``."""
+    last_start: float = -math.inf
     not_before: float = 0.0
     """Backoff: no request starts before this time."""
     backoff_streak: int = 0
@@ -130,6 +131,7 @@ class SiteState:
     started: int = 0
     backoffs: int = 0
     decreases: int = 0
+    opens: int = 0
     peak_in_flight: int = 0
 
 
@@ -250,6 +252,12 @@ class SitePolicy:
             f"retry after {math.ceil(remaining)} s"
         )
 
+    def circuit_state(self, state: SiteState, now: float) -> CircuitState:
+        """``closed``, ``open``, or ``half-open`` (open with its cooldown over, or its trial in flight)."""
+        if state.circuit == "open" and now - state.opened_at >= self.circuit_cooldown_s:
+            return "half-open"
+        return state.circuit
+
     def can_start(self, state: SiteState, now: float) -> bool:
         """Whether one more request may start on the site now (cap, half-open trial, time)."""
         if state.circuit != "closed" and state.trial:
@@ -263,7 +271,8 @@ class SitePolicy:
         state.in_flight += 1
         state.started += 1
         state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
-        state.next_start = max(now, state.next_start) + state.min_interval
+        state.last_start = max(now, state.next_start)
+        state.next_start = state.last_start + state.min_interval
         if state.circuit == "open":  # cooldown over (refusal() said so): this request is the trial
             state.circuit = "half-open"
             state.trial = True
@@ -283,7 +292,7 @@ class SitePolicy:
             state.known = True
             state.next_start = max(state.next_start, now + delay)
         elif delay > state.min_interval:
-            state.next_start = max(state.next_start, now + delay - state.min_interval)
+            state.next_start = max(state.next_start, state.last_start + delay)
         state.min_interval = delay
 
     def report(
@@ -365,6 +374,7 @@ class SitePolicy:
             state.circuit = "open"
             state.opened_at = now
             state.trial = False
+            state.opens += 1
             logger.warning(
                 "circuit open for %s after %d consecutive failures (last: %s); retry after %.0f s",
                 state.key,

@@ -309,11 +309,11 @@ async def test_unreachable_robots_txt_disallows_the_site(
     urls = [f"{site}/a", f"{site}/b"]
     run = await crawl(urls, tmp_path, validator)
     for url in urls:  # RFC 9309: unreachable means complete disallow (for 60 s), one robots.txt request for both
+        # the record names the root cause, with robots.txt as context
         assert_refused(
             run[url],
-            "RobotsDisallowedError",
-            f"robots.txt of {site} unreachable (ConnectionRefusedError: Connection refused); "
-            "the site is disallowed for 60 s",
+            "FetchError",
+            f"Connection refused (fetching robots.txt of {site}; the site is not fetched for 60 s)",
         )
     assert run.extra["robots"]["fetches"] == 1
 
@@ -612,9 +612,9 @@ async def test_rate_limited_domain_backs_off_while_another_goes_on(
     # the other domain is not delayed: its records are all written before the rate-limited domain's last one
     last_slow = max(run.order.index(url) for url in [*limited, refused])
     assert max(run.order.index(url) for url in others) < last_slow
-    per_domain = run.extra["domains"]["per_domain"]
-    assert per_domain["127.0.0.1"]["backoffs"] == (R * len(limited)) + (R + 1)
-    assert "127.0.0.2" not in per_domain  # no backoff, no refusal, no circuit event there
+    per_site = run.extra["frontier"]["per_site"]
+    assert per_site["127.0.0.1"]["backoffs"] == (R * len(limited)) + (R + 1)
+    assert "127.0.0.2" not in per_site  # no backoff, no cap decrease, no circuit event there
     # server side: no request to the limited domain started within Retry-After (1 s) of a 429 it sent
     hits = [hit for hit in sites.log.hits("127.0.0.1") if tag in hit.path]
     answers = [hit.ended for hit in hits if hit.status == 429]
@@ -645,7 +645,9 @@ async def test_circuit_opens_after_consecutive_failures(
     )
     # exactly F attempts reached the broken domain; every URL there is a 503 record or a refusal
     assert len([hit for hit in sites.log.hits("127.0.0.3") if tag in hit.path]) == failures
-    refusal = re.compile(rf"circuit open for 127\.0\.0\.3 after {failures} consecutive failures; retry after \d+ s")
+    refusal = re.compile(
+        rf"circuit open for 127\.0\.0\.3 after {failures} consecutive failures \(last: HTTP 503\); retry after \d+ s"
+    )
     refused = [url for url in failing if run[url].attempts == 0]
     assert refused
     for url in refused:
@@ -655,8 +657,8 @@ async def test_circuit_opens_after_consecutive_failures(
         assert (kind, run[url].status) == ("HTTPError", 503)
         assert message.endswith("HTTP 503 Service Unavailable")
     assert all(run[url].error is None for url in others)  # the other domain is unaffected
-    domains = run.extra["domains"]
-    assert (domains["opens"], domains["open_circuits"]) == (1, ["127.0.0.3"])
+    frontier = run.extra["frontier"]
+    assert (frontier["circuit_opens"], frontier["open_circuits"]) == (1, ["127.0.0.3"])
 
 
 async def test_circuit_half_opens_after_cooldown_and_closes_on_success(
@@ -669,24 +671,23 @@ async def test_circuit_half_opens_after_cooldown_and_closes_on_success(
     during, trial, after = (f"{base}/page/{name}?k={tag}" for name in ("during", "trial", "after"))
 
     async def inputs(processor: AsyncEnrichmentProcessor) -> AsyncIterator[InputURL]:
-        domains = fetcher_of(processor).domains
-        assert domains is not None
+        frontier = processor.frontier
         for entry in read_urls(enumerate(failing, 1)):
             yield entry
         for _ in range(500):  # until both failures are recorded (bounded: 5 s)
             if processor.stats.processed >= len(failing):
                 break
             await asyncio.sleep(0.01)
-        assert domains.circuit_state("127.0.0.3") == "open"
+        assert frontier.circuit("127.0.0.3") == "open"
         yield InputURL(url=during, line=3, fetch_url=during)
         await asyncio.sleep(cooldown + 0.1)
-        assert domains.circuit_state("127.0.0.3") == "half-open"
+        assert frontier.circuit("127.0.0.3") == "half-open"
         yield InputURL(url=trial, line=4, fetch_url=trial)
         for _ in range(500):
             if processor.stats.processed >= len(failing) + 2:
                 break
             await asyncio.sleep(0.01)
-        assert domains.circuit_state("127.0.0.3") == "closed"
+        assert frontier.circuit("127.0.0.3") == "closed"
         yield InputURL(url=after, line=5, fetch_url=after)
 
     run = await crawl(
@@ -698,11 +699,11 @@ async def test_circuit_half_opens_after_cooldown_and_closes_on_success(
         politeness={"circuit_failures": 2, "circuit_cooldown_s": cooldown, "max_crawl_delay_s": 0},
     )
     assert_refused(
-        run[during], "CircuitOpenError", re.compile(r"circuit open for 127\.0\.0\.3 after 2 consecutive failures; .*")
+        run[during], "CircuitOpenError", re.compile(r"circuit open for 127\.0\.0\.3 after 2 consecutive failures .*")
     )
     assert run[trial].error is None
     assert run[after].error is None
-    assert run.extra["domains"]["open_circuits"] == []
+    assert run.extra["frontier"]["open_circuits"] == []
 
 
 # --- credentials --------------------------------------------------------------------------------------------------

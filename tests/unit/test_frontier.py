@@ -1,0 +1,187 @@
+"""The frontier's ordering, bounds and per-site decisions, on an injected clock (no sockets, no sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from enrich.config import EnrichConfig
+from enrich.frontier import Frontier, Outcome, SitePolicy, outcome_of
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def frontier(clock: Clock, **policy: object) -> Frontier[str]:
+    options: dict[str, object] = {"per_site": 2, "robots_first": False, "clock": clock, "wall_clock": lambda: 0.0}
+    options.update(policy)
+    return Frontier(policy=SitePolicy(**options), max_pending=1000)  # type: ignore[arg-type]
+
+
+def take_all(f: Frontier[str]) -> list[str]:
+    out = []
+    while (lease := f.poll()) is not None:
+        out.append(lease.payload)
+    return out
+
+
+async def test_a_delayed_site_does_not_hold_up_the_others() -> None:
+    clock = Clock()
+    f = frontier(clock)
+    for n in range(3):
+        await f.put(f"http://slow.test/{n}", f"slow{n}")
+    for n in range(3):
+        await f.put(f"http://fast.test/{n}", f"fast{n}")
+    f.set_rules("http://slow.test/", 2.0)
+    first = take_all(f)
+    # one slow request (the Crawl-delay spaces the next), two fast ones (their cap), nothing sleeps
+    assert first == ["slow0", "fast0", "fast1"]
+    assert f.wait_s() == pytest.approx(2.0)
+    clock.now += 2.0
+    assert take_all(f) == ["slow1"]
+
+
+async def test_priority_orders_within_and_across_sites() -> None:
+    clock = Clock()
+    f = frontier(clock, per_site=10)
+    await f.put("http://a.test/low", "a-low", priority=0)
+    await f.put("http://b.test/high", "b-high", priority=5)
+    await f.put("http://a.test/high", "a-high", priority=9)
+    await f.put("http://b.test/low", "b-low", priority=0)
+    assert take_all(f) == ["a-high", "b-high", "a-low", "b-low"]
+
+
+async def test_cap_is_freed_by_release_and_a_retry_waits_without_a_slot() -> None:
+    clock = Clock()
+    f = frontier(clock, per_site=1)
+    await f.put("http://a.test/1", "one")
+    await f.put("http://a.test/2", "two")
+    lease = f.poll()
+    assert lease is not None
+    assert f.poll() is None
+    f.release(lease, Outcome.SERVER_ERROR, status=500)
+    f.push("http://a.test/1", "one-again", not_before=clock.now + 5)
+    assert take_all(f) == ["two"]  # the retry waits for its time, the site's other URL goes on
+    assert f.pending == 1
+    clock.now += 5
+    f.release(lease)  # releasing twice is harmless
+    assert f.in_flight == 1
+
+
+async def test_unknown_robots_allows_one_request_until_the_rules_are_known() -> None:
+    clock = Clock()
+    f = frontier(clock, robots_first=True, per_site=4)
+    for n in range(3):
+        await f.put(f"http://a.test/{n}", str(n))
+    assert take_all(f) == ["0"]
+    f.set_rules("http://a.test/", 1.0)  # the first request goes out now; the next waits a full delay
+    assert f.poll() is None
+    clock.now += 1.0
+    assert take_all(f) == ["1"]
+
+
+def test_dead_links_do_not_lower_a_sites_cap_but_congestion_does() -> None:
+    clock = Clock()
+    policy = SitePolicy(per_site=8, circuit_failures=1000, clock=clock, robots_first=False)
+    state = policy.new_state("a.test")
+    for outcome in (Outcome.UNREACHABLE, Outcome.SERVER_ERROR, outcome_of(404)):
+        policy.report(state, outcome)
+    assert policy.cap(state) == 8
+    policy.report(state, outcome_of(503), status=503)
+    assert policy.cap(state) == 4
+    policy.report(state, outcome_of(None, timed_out=True))  # within the decrease interval: the same burst
+    assert policy.cap(state) == 4
+    clock.now += 1.0
+    policy.report(state, outcome_of(None, timed_out=True))
+    assert policy.cap(state) == 2
+    for _ in range(60):  # additive: about one more per cap's worth of good answers
+        policy.report(state, Outcome.SUCCESS)
+    assert policy.cap(state) == 8
+
+
+def test_rising_latency_is_a_congestion_signal() -> None:
+    clock = Clock()
+    policy = SitePolicy(per_site=8, clock=clock, robots_first=False)
+    state = policy.new_state("a.test")
+    for _ in range(5):
+        policy.report(state, Outcome.SUCCESS, ttfb_s=0.05)
+    assert policy.cap(state) == 8
+    policy.report(state, Outcome.SUCCESS, ttfb_s=0.9)
+    assert policy.cap(state) == 4
+
+
+def test_backoff_honours_retry_after_and_does_not_escalate_within_one_backoff() -> None:
+    clock = Clock()
+    policy = SitePolicy(per_site=4, clock=clock, wall_clock=lambda: 0.0, robots_first=False, backoff_base_s=1.0)
+    state = policy.new_state("a.test")
+    policy.report(state, outcome_of(429), status=429, retry_after="3")
+    assert policy.ready_at(state) == clock.now + 3
+    policy.report(state, outcome_of(503), status=503)  # answered during the backoff: not the next level
+    assert state.backoff_streak == 1
+    assert state.failures == 1  # a 503 counts for the circuit, a 429 does not
+
+
+async def test_circuit_refuses_then_lets_one_trial_through() -> None:
+    clock = Clock()
+    f = frontier(clock, per_site=4, circuit_failures=2, circuit_cooldown_s=10.0)
+    for n in range(5):
+        await f.put(f"http://a.test/{n}", str(n))
+    leases = [f.poll(), f.poll()]
+    for lease in leases:
+        assert lease is not None
+        f.release(lease, Outcome.UNREACHABLE, reason="Connection refused")
+    refused = f.poll()
+    assert refused is not None
+    assert refused.refusal is not None
+    assert "after 2 consecutive failures (last: Connection refused)" in refused.refusal
+    assert f.circuit("a.test") == "open"
+    clock.now += 10
+    assert f.circuit("a.test") == "half-open"
+    trial = f.poll()
+    assert trial is not None
+    assert trial.refusal is None
+    assert f.poll() is None  # one trial at a time
+    f.release(trial, Outcome.SUCCESS)
+    assert f.circuit("a.test") == "closed"
+    assert len(take_all(f)) == 1
+
+
+async def test_put_waits_while_the_look_ahead_bound_is_full() -> None:
+    clock = Clock()
+    f = Frontier[str](policy=SitePolicy(per_site=1, robots_first=False, clock=clock), max_pending=2)
+    await f.put("http://a.test/1", "1")
+    await f.put("http://a.test/2", "2")
+    third = asyncio.ensure_future(f.put("http://b.test/3", "3"))
+    await asyncio.sleep(0)
+    assert not third.done()
+    assert f.poll() is not None  # one leaves the queue: room for the third
+    await asyncio.wait_for(third, 1)
+    assert f.pending == 2
+
+
+async def test_next_returns_none_once_the_input_is_over_and_everything_released() -> None:
+    f: Frontier[str] = Frontier.from_config(EnrichConfig().replace(politeness={"respect_robots": False}))
+    await f.put("http://a.test/1", "1")
+    f.close_input()
+    lease = await asyncio.wait_for(f.next(), 1)
+    assert lease is not None
+    waiter = asyncio.ensure_future(f.next())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    f.release(lease, Outcome.SUCCESS)
+    assert await asyncio.wait_for(waiter, 1) is None
+
+
+async def test_drain_returns_everything_queued() -> None:
+    clock = Clock()
+    f = frontier(clock)
+    await f.put("http://a.test/1", "1")
+    f.push("http://b.test/2", "2", not_before=clock.now + 60)
+    assert sorted(f.drain()) == ["1", "2"]
+    assert f.pending == 0
