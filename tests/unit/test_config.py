@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 def test_defaults_are_valid() -> None:
     config = EnrichConfig()
     assert config == EnrichConfig.from_mapping({})
-    assert config.aimd.initial is None and config.frontier.max_pending == 50_000
+    assert config.aimd.initial is None
+    assert config.frontier.max_pending == 50_000
     assert config.nlp.executor == "thread"
     assert config.nlp.model == "en_core_web_sm"
     # a round trip through plain data gives the same config
