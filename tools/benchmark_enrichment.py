@@ -131,14 +131,13 @@ def build_config(args: argparse.Namespace, profile: str, concurrency: int, outpu
     """The engine configuration of one run: the base config with the benchmark's knobs applied.
 
     Every concurrency limit is set to ``concurrency`` (a single host would otherwise be held at the per-domain
-    limit), and AIMD, when on, starts there.
+    limit), and the per-site congestion control (AIMD), when on, starts there.
     """
     from enrich.config import EnrichConfig, load_config
 
     base = load_config(args.config) if args.config is not None else EnrichConfig()
     fetch: dict[str, Any] = {
         "max_concurrency": concurrency,
-        "min_concurrency": min(base.fetch.min_concurrency, concurrency),
         "per_host_limit": concurrency,
     }
     if args.retries is not None:
@@ -151,7 +150,7 @@ def build_config(args: argparse.Namespace, profile: str, concurrency: int, outpu
         nlp["batch_size"] = args.nlp_batch_size
     return base.replace(
         fetch=fetch,
-        aimd={"enabled": args.aimd == "on", "initial": concurrency},
+        aimd={"enabled": args.aimd == "on"},
         politeness={"per_domain_concurrency": concurrency},
         extract={"workers": args.extract_workers},
         nlp=nlp,
@@ -200,24 +199,15 @@ async def _worker_async(spec: dict[str, Any]) -> dict[str, Any]:
 async def _async_fetch_only(config: EnrichConfig, urls: list[str], output: Path) -> RunStats:
     """The async engine with no extraction and no NLP: its processor with only a sink stage over a MemorySink.
 
-    ``from_config`` takes no stage list, so the processor is rebuilt with its constructor from the parts
-    ``from_config`` made. The records are written to ``output`` after the run, for the parent to read.
+    The records are written to ``output`` after the run, for the parent to read.
     """
     from crawler.async_engine import AsyncEnrichmentProcessor, iter_inputs
     from enrich.record import dumps_record
     from enrich.sinks import MemorySink, SinkStage
 
     sink = MemorySink()
-    standard = AsyncEnrichmentProcessor.from_config(config, sinks=[sink], progress_interval_s=0)
-    processor = AsyncEnrichmentProcessor(
-        stages=[SinkStage(sinks=[sink], batch_size=config.output.batch_size)],
-        fetcher=standard.fetcher,
-        controller=standard.controller,
-        limiter=standard.limiter,
-        fetch_workers=standard.fetch_workers,
-        stage_workers=standard.stage_workers,
-        queue_size=standard.queue_size,
-        progress_interval_s=0,
+    processor = AsyncEnrichmentProcessor.from_config(
+        config, stages=[SinkStage(sinks=[sink], batch_size=config.output.batch_size)], progress_interval_s=0
     )
     stats = await processor.run(iter_inputs(urls))
     _write_lines(output, [dumps_record(record) for record in sink.records])
@@ -1076,7 +1066,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     source.add_argument("--retry-after-s", type=float, help="Retry-After sent with the 429s (default none)")
     engine = parser.add_argument_group("engine settings")
     engine.add_argument("--config", type=Path, help="base EnrichConfig YAML (default: built-in defaults)")
-    engine.add_argument("--aimd", choices=("on", "off"), default="on", help="adaptive concurrency, starting at -c")
+    engine.add_argument("--aimd", choices=("on", "off"), default="on", help="per-site congestion control (AIMD)")
     engine.add_argument("--retries", type=int, help="fetch.retries (default: the config's)")
     engine.add_argument("--backoff-base-s", type=float, help="fetch.backoff_base_s (default: the config's)")
     engine.add_argument("--extract-workers", type=int, default=1, help="extraction threads (default 1)")

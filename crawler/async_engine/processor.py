@@ -137,6 +137,7 @@ class AsyncEnrichmentProcessor:
         config: EnrichConfig,
         *,
         sinks: Sequence[Sink] | None = None,
+        stages: Sequence[Stage] | None = None,
         progress_interval_s: float = PROGRESS_INTERVAL_S,
         progress_callback: Callable[[RunStats], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -146,6 +147,7 @@ class AsyncEnrichmentProcessor:
         Args:
             config: the run's configuration.
             sinks: where records go; default: the sinks of ``config.output``.
+            stages: run these instead of the configured ones (e.g. a sink alone, to measure fetching).
             progress_interval_s: time between progress lines; 0 disables them.
             progress_callback: called with the stats at every progress tick and at the end.
             clock: monotonic seconds for the frontier and the stats.
@@ -156,7 +158,7 @@ class AsyncEnrichmentProcessor:
         # Enough items in the stages at once for the NLP stage to fill its batches on every worker.
         stage_workers = max(4, 2 * nlp.batch_size * nlp.workers) if nlp.enabled else max(4, 2 * config.extract.workers)
         return cls(
-            stages=build_stages(config, sinks=sinks),
+            stages=stages if stages is not None else build_stages(config, sinks=sinks),
             fetcher=fetcher,
             frontier=Frontier.from_config(config, clock=clock),
             robots=robots,

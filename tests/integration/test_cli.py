@@ -288,8 +288,8 @@ def test_max_error_rate_exceeded_exits_1(site: str, tmp_path: Path) -> None:
             ["stages.enrichment.timeout: Input should be a valid number", "stages.enrichment.nlp_enabled:"],
         ),
         (
-            "stages:\n  enrichment:\n    max_workers: 2\n    min_workers: 8\n",
-            ["stages.enrichment.min_workers (8) must not exceed stages.enrichment.max_workers (2)"],
+            "stages:\n  enrichment:\n    backoff_base: 60\n    backoff_cap: 8\n",
+            ["stages.enrichment.backoff_base (60.0) must not exceed stages.enrichment.backoff_cap (8.0)"],
         ),
         ("stages: [1, 2]\n", ["stages: must be a mapping"]),
         ("datadir: x\n", ["datadir: unknown key"]),
@@ -346,7 +346,7 @@ def test_ctrl_c_flushes_what_is_done_and_exits_130(site: str, tmp_path: Path) ->
     urls.write_text("".join(f"{site}/slow/{n}\n" for n in range(200)))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-m", "crawler", "--no-nlp", "-i", str(urls), "-o", "out.jsonl",
-               "--max-workers", "2", "--min-workers", "2", "--no-adaptive", "--batch-size", "1",
+               "--max-workers", "2", "--no-adaptive", "--batch-size", "1",
                "--stats-file", "stats.json", "--progress", "lines", "--progress-interval", "0.2"]  # fmt: skip
     with subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True) as process:
         deadline = time.monotonic() + 60

@@ -37,7 +37,6 @@ stages:
     connect_timeout: 2
     retries: 0
     max_workers: 4
-    min_workers: 4
     per_domain_limit: 4
     max_crawl_delay: 0
     circuit_failures: 1000
