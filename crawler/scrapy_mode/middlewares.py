@@ -1,13 +1,17 @@
 """Downloader middlewares of Scrapy mode: the hostile-web policies of :mod:`enrich.policy`, driven by Scrapy.
 
-The decisions are the shared policy objects' (the async engine drives the very same classes); these middlewares
-only put the calls where Scrapy lets them in (``docs/hostile-web.md``, "Policy design"):
+The decisions are the shared policy objects' and the shared frontier's (the async engine drives the very same
+classes); these middlewares only put the calls where Scrapy lets them in (``docs/hostile-web.md``, "Policy
+design"). *Which* request goes next, and when (per-site cap, ``Crawl-delay``, backoff, circuit), is the frontier's,
+behind :class:`~crawler.scrapy_mode.scheduler.FrontierScheduler`; nothing here waits for a site.
 
 * :class:`PolicyMiddleware` (before Scrapy's redirect and retry middlewares on the way back, so it sees every
   attempt and every redirect hop): the address filter (:class:`~enrich.policy.addresses.AddressPolicy`, after DNS
-  resolution), robots.txt (:class:`~enrich.policy.robots.RobotsPolicy`, fetched through Scrapy's own downloader),
-  the circuit breaker, backoff, crawl delay and per-domain cap (:class:`~enrich.policy.domains.DomainPolicy`), and
-  the check that a redirect stays on HTTP(S).
+  resolution), robots.txt (:class:`~enrich.policy.robots.RobotsPolicy`, fetched through Scrapy's own downloader)
+  and its ``Crawl-delay`` (told to the frontier), an open circuit's refusal, the check that a redirect stays on
+  HTTP(S), and each attempt's outcome reported to the frontier (releasing the request's lease).
+* :class:`BackoffRetryMiddleware`: Scrapy's retries with the async engine's backoff (the retry waits in the
+  frontier), and no retry when ``Retry-After`` asks for longer than ``fetch.retry_after_cap_s``.
 * :class:`SizeCapMiddleware`: stops a download once ``fetch.max_response_bytes`` arrived and keeps the cut body,
   flagged, instead of Scrapy's ``DOWNLOAD_MAXSIZE``, which throws the whole response away.
 * :class:`CappedHttpCompressionMiddleware`: Scrapy's decompression, cutting the *decompressed* body at the same cap
@@ -34,24 +38,28 @@ from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.exceptions import DownloadConnectionRefusedError, DownloadTimeoutError, IgnoreRequest, StopDownload
 from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
+from twisted.internet.error import TCPTimedOutError
+from twisted.internet.error import TimeoutError as TxTimeoutError
 
-from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError, RobotsDisallowedError
+from crawler.scrapy_mode.scheduler import CIRCUIT_META, LEASE_META, RETRY_AT_META, scheduler_of
+from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError
+from enrich.frontier import Lease, domain_of, outcome_of
 from enrich.policy import RetryPolicy, failure_message
 from enrich.policy.addresses import AddressPolicy, address_kind
-from enrich.policy.domains import DomainPolicy, domain_of
 from enrich.policy.robots import RobotsPolicy
 from enrich.urls import redact_url
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
     from scrapy.crawler import Crawler
 
+    from crawler.scrapy_mode.scheduler import FrontierScheduler
     from enrich.config import EnrichConfig
 
 __all__ = [
+    "HTTP_NOTE_META",
     "INPUT_URL_META",
     "MAX_BYTES_META",
+    "RETRY_AT_META",
     "ROBOTS_META",
     "TRUNCATED_FLAG",
     "BackoffRetryMiddleware",
@@ -88,14 +96,17 @@ ROBOTS_MAX_REDIRECTS = 5
 DOWNLOAD_SLOT_META = "download_slot"
 """Scrapy's request meta key naming the download slot (``Downloader.DOWNLOAD_SLOT``)."""
 
-RETRY_AT_META = "enrich_retry_at"
-"""Request meta key: the monotonic time before which a retry must not go out (set by BackoffRetryMiddleware)."""
-
 RETRY_AFTER_META = "enrich_retry_after"
 """Request meta key: the ``Retry-After`` header of the answer that is being retried."""
 
+HTTP_NOTE_META = "enrich_http_note"
+"""Request meta key: a note for the URL's ``HTTPError`` record (why a retryable answer was not retried)."""
+
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HTTP_SCHEMES = frozenset({"http", "https"})
+
+_TIMEOUTS: tuple[type[BaseException], ...] = (DownloadTimeoutError, TxTimeoutError, TCPTimedOutError, TimeoutError)
+"""Transport failures that are timeouts: a congestion signal for the site, unlike a refused connection."""
 
 
 class FetchAborted(IgnoreRequest):
@@ -137,23 +148,25 @@ def _is_ip(host: str) -> bool:
 
 
 class PolicyMiddleware:
-    """The per-request policy gate and the per-attempt outcome reports, in the order of the contract's engine loop.
+    """The per-request policy gate and the per-attempt outcome reports, in the order of the async engine's request.
 
-    Before each attempt (``process_request``): refuse a non-public target (after resolving its name), refuse what
-    robots.txt forbids, refuse while the domain's circuit is open, then wait in
-    :meth:`DomainPolicy.slot <enrich.policy.domains.DomainPolicy.slot>` for a free per-domain slot, the backoff and
-    the robots.txt Crawl-delay. The slot is held until the attempt's outcome: a response reports its status
-    (``on_response``: 5xx feed the circuit, 429/503 set the backoff, ``Retry-After`` honoured), a transport error
-    reports a failure (``on_failure``). Scrapy's retry middleware re-schedules a retry, which passes here again, so
-    every attempt waits for the domain's backoff; redirect hops pass here too, so an open redirect to a private
+    Before each attempt (``process_request``): write an open circuit's refusal (the scheduler flagged the request),
+    refuse a non-public target (after resolving its name), refuse what robots.txt forbids (naming the root cause:
+    a host that refused robots.txt's connection gets that failure), then tell the frontier the site's
+    ``Crawl-delay``. Nothing waits here: the frontier handed the request out because its site may start one now.
+
+    After each attempt, the request's lease goes back to the frontier with the outcome: a response's status
+    (``Retry-After`` and time to first byte included; 429/503 back the site off), a transport failure or timeout.
+    A refusal releases it without an outcome. Scrapy's retry and redirect middlewares re-schedule retries and hops
+    through the scheduler, so each passes here again under its own site's rules; an open redirect to a private
     address is refused like a direct one.
 
     Args:
-        crawler: the running crawler (robots.txt is fetched with its engine).
+        crawler: the running crawler (robots.txt is fetched with its engine; the frontier is its scheduler's).
         addresses: the address filter.
-        domains: per-domain cap, backoff and circuit breaker.
         robots: robots.txt rules; its fetcher should be :meth:`fetch_robots`.
         connect_timeout_s: time allowed for resolving a host name.
+        config: the run's config, for the wording of a failure in an open circuit's reason.
     """
 
     def __init__(
@@ -161,16 +174,15 @@ class PolicyMiddleware:
         *,
         crawler: Crawler,
         addresses: AddressPolicy,
-        domains: DomainPolicy,
         robots: RobotsPolicy,
         connect_timeout_s: float,
+        config: EnrichConfig | None = None,
     ) -> None:
         self.crawler = crawler
         self.addresses = addresses
-        self.domains = domains
         self.robots = robots
         self.connect_timeout_s = connect_timeout_s
-        self._held: dict[Request, AbstractAsyncContextManager[None]] = {}
+        self.config = config
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -183,61 +195,73 @@ class PolicyMiddleware:
         middleware = cls(
             crawler=crawler,
             addresses=AddressPolicy.from_config(config.politeness),
-            domains=DomainPolicy.from_config(config.politeness, config.fetch),
             robots=RobotsPolicy.from_config(config.politeness, config.fetch, fetch_robots=fetch_robots),
             connect_timeout_s=config.fetch.connect_timeout_s,
+            config=config,
         )
         holder.append(middleware)
         crawler.signals.connect(middleware.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(middleware.request_dropped, signal=signals.request_dropped)
         if crawler.stats is not None:
             crawler.stats.set_value("enrich/robots_enabled", middleware.robots.enabled)
             crawler.stats.set_value("enrich/allow_private_addresses", middleware.addresses.allow_private)
         return middleware
 
+    @property
+    def scheduler(self) -> FrontierScheduler | None:
+        """The frontier's scheduler (built when the spider opens, after this middleware); ``None`` if another
+        scheduler is configured, in which case no per-site rules apply beyond Scrapy's own."""
+        return scheduler_of(self.crawler)
+
+    def _release(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """Give the request's lease back to the frontier (with an outcome, or none); only the first call counts."""
+        lease = request.meta.pop(LEASE_META, None)
+        scheduler = self.scheduler
+        if isinstance(lease, Lease) and scheduler is not None:
+            scheduler.frontier.release(lease, *args, **kwargs)
+
     # --- before an attempt -----------------------------------------------------------------------------------
 
     async def process_request(self, request: Request) -> None:
-        """Let the request through (``None``) once the domain may be fetched, or refuse it.
-
-        A retry first waits out the backoff :class:`BackoffRetryMiddleware` gave it.
+        """Let the request through (``None``), or refuse it.
 
         Raises:
-            FetchAborted: carrying ``BlockedAddressError``, ``RobotsDisallowedError`` or ``CircuitOpenError``.
+            FetchAborted: carrying ``CircuitOpenError``, ``BlockedAddressError``, ``RobotsDisallowedError`` or the
+                transport failure that made robots.txt unreachable.
         """
         if request.meta.get(ROBOTS_META):
+            # robots.txt and each of its redirect hops are checked like pages (address here, scheme on the answer);
+            # they are part of a policy check, so robots.txt and the frontier do not apply to them
+            await self._check_address(request)
             return
-        retry_at = request.meta.pop(RETRY_AT_META, None)
-        if isinstance(retry_at, float) and retry_at > time.monotonic():
-            await asyncio.sleep(retry_at - time.monotonic())
+        refusal = request.meta.pop(CIRCUIT_META, None)
+        if isinstance(refusal, str):  # the frontier refused it: the site's circuit is open; no slot is held
+            raise FetchAborted(CircuitOpenError(refusal, url=_input_url(request), domain=domain_of(request.url)))
         url = request.url
-        domain = domain_of(url)
         # a redirect hop inherits the meta of the request it came from, download slot included: put it in the slot
         # of its own host, so that slot's pacing applies to it
         request.meta[DOWNLOAD_SLOT_META] = urlparse_cached(request).hostname or ""
-        await self._check_address(request)
-        reason = await self.robots.check(url)
-        if reason is not None:
-            raise FetchAborted(RobotsDisallowedError(reason, url=_input_url(request)))
-        reason = self.domains.check(domain)
-        if reason is not None:
-            raise FetchAborted(CircuitOpenError(reason, url=_input_url(request), domain=domain))
-        crawl_delay = await self.robots.crawl_delay(url)
-        self.domains.set_min_interval(domain, crawl_delay)
-        slot = self.domains.slot(domain)
         try:
-            await slot.__aenter__()
-        except CircuitOpenError as exc:
-            exc.url = _input_url(request)
-            raise FetchAborted(exc) from exc
-        self._held[request] = slot
+            await self._check_address(request)
+            error = await self.robots.refusal(url, record_url=_input_url(request))
+            if error is not None:
+                raise FetchAborted(error)
+            crawl_delay = await self.robots.crawl_delay(url)
+        except BaseException:
+            self._release(request)  # no attempt was made: the refusal says nothing about the site's health
+            raise
+        scheduler = self.scheduler
+        if scheduler is not None:
+            scheduler.frontier.set_rules(url, crawl_delay)
+            scheduler.wake()  # the site's rules are known: more of its requests may be ready now
         self._pace_download_slot(request, crawl_delay or 0.0)
 
     def _pace_download_slot(self, request: Request, seconds: float) -> None:
         """Space request starts on Scrapy's download slot of the domain too (its ``delay``, without jitter).
 
-        The domain policy spaces the moments requests leave :meth:`process_request`; the download slot spaces the
-        moments they go on the wire, so time spent in between (Scrapy's queues) cannot bring two starts closer than
-        the Crawl-delay.
+        The frontier spaces the moments requests are handed out; the download slot spaces the moments they go on
+        the wire, so time spent in between (address and robots.txt checks) cannot bring two starts closer than the
+        Crawl-delay.
         """
         downloader = self.crawler.engine.downloader
         download_slot = downloader.slots.get(downloader.get_slot_key(request))
@@ -267,7 +291,7 @@ class PolicyMiddleware:
     async def fetch_robots(self, url: str) -> tuple[int, str]:
         """The robots.txt transport of :class:`RobotsPolicy`: Scrapy's downloader (its middlewares, User-Agent,
         timeout and decompression), one attempt, up to :data:`ROBOTS_MAX_REDIRECTS` redirects, cut at
-        :data:`ROBOTS_MAX_BYTES`.
+        :data:`ROBOTS_MAX_BYTES`. It does not go through the scheduler: it is part of the request that asked.
 
         Raises:
             TimeoutError: the fetch timed out (worded as the async engine's ``(TimeoutError)``).
@@ -295,19 +319,22 @@ class PolicyMiddleware:
     # --- after an attempt ------------------------------------------------------------------------------------
 
     async def process_response(self, request: Request, response: Response) -> Response:
-        """Report the answer to the domain policy, then refuse a redirect that leaves HTTP(S).
+        """Report the answer to the frontier, then refuse a redirect that leaves HTTP(S).
 
         Raises:
             FetchAborted: a redirect to ``ftp:``, ``file:``, ``javascript:``, ``data:``...; final, as in the async
                 engine: ``Fetch failed after 1 attempt: Redirect to a non-HTTP URL: file:///etc/passwd``.
         """
-        slot = self._held.pop(request, None)
-        if slot is not None:
-            retry_after = response.headers.get("Retry-After")
-            self.domains.on_response(
-                domain_of(request.url), response.status, retry_after.decode("latin-1") if retry_after else None
-            )
-            await slot.__aexit__(None, None, None)
+        retry_after = response.headers.get("Retry-After")
+        latency = request.meta.get("download_latency")
+        self._release(
+            request,
+            outcome_of(response.status),
+            ttfb_s=float(latency) if isinstance(latency, (int, float)) else None,
+            status=response.status,
+            retry_after=retry_after.decode("latin-1") if retry_after else None,
+            reason=f"HTTP {response.status}",
+        )
         location = response.headers.get("Location")
         if response.status in REDIRECT_STATUSES and location and not request.meta.get("dont_redirect"):
             target = location.decode("latin-1").strip()
@@ -318,27 +345,43 @@ class PolicyMiddleware:
         return response
 
     async def process_exception(self, request: Request, exception: BaseException) -> None:
-        """Report a transport failure or timeout of an attempt that was let through; refusals are not failures."""
-        slot = self._held.pop(request, None)
-        if slot is None:
+        """Report a transport failure or timeout of an attempt; a refusal (``IgnoreRequest``) is no attempt."""
+        if LEASE_META not in request.meta:
             return
-        if not isinstance(exception, IgnoreRequest):
-            self.domains.on_failure(domain_of(request.url))
-        await slot.__aexit__(None, None, None)
+        if isinstance(exception, IgnoreRequest):
+            self._release(request)
+            return
+        from crawler.scrapy_mode.spiders.enrich import failure_reason  # deferred: the spider imports this module
+
+        timed_out = isinstance(exception, _TIMEOUTS)
+        reason = failure_reason(exception, url=request.url, config=self.config) if self.config else ""
+        self._release(request, outcome_of(None, timed_out=timed_out), reason=reason)
+
+    def request_dropped(self, request: Request) -> None:
+        """A request Scrapy dropped (not scheduled): release what it holds, if anything."""
+        self._release(request)
 
     async def spider_closed(self) -> None:
         await self.robots.close()
 
     def stats(self) -> dict[str, object]:
-        """The policies' counts for the run's stats (``robots.enabled`` says whether robots.txt was obeyed)."""
-        return {"robots": self.robots.stats(), "domains": self.domains.stats(), "addresses": self.addresses.stats()}
+        """The policies' counts for the run's stats (``robots.enabled`` says whether robots.txt was obeyed), and
+        the frontier's (``backoffs``, ``open_circuits``, ``peak_in_flight_per_site``...)."""
+        scheduler = self.scheduler
+        out: dict[str, object] = {"robots": self.robots.stats(), "addresses": self.addresses.stats()}
+        if scheduler is not None:
+            out["frontier"] = scheduler.stats()
+        return out
 
 
 class BackoffRetryMiddleware(RetryMiddleware):
     """Scrapy's retries (which codes and exceptions, how many times) with the async engine's backoff.
 
     Scrapy sends a retry at once; this gives it :meth:`enrich.policy.RetryPolicy.delay` (exponential with jitter,
-    ``Retry-After`` honoured up to its cap), which :class:`PolicyMiddleware` waits out before the retry goes out.
+    ``Retry-After`` honoured), as a not-before time (:data:`RETRY_AT_META`) that the frontier's scheduler obeys:
+    the retry waits queued, holding no place. An answer whose ``Retry-After`` is longer than
+    ``fetch.retry_after_cap_s`` is not retried at all (retrying at the cap would be early): it goes to the spider,
+    whose ``HTTPError`` record says why (:data:`HTTP_NOTE_META`), as the async engine words it.
     """
 
     def __init__(self, settings: Any, *, retry: RetryPolicy | None = None) -> None:
@@ -352,16 +395,31 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return middleware
 
     def process_response(self, request: Request, response: Response) -> Request | Response:  # type: ignore[override]
-        retry_after = response.headers.get("Retry-After")
+        header = response.headers.get("Retry-After")
+        retry_after = header.decode("latin-1") if header is not None else None
         if retry_after is not None:
-            request.meta[RETRY_AFTER_META] = retry_after.decode("latin-1")
+            request.meta[RETRY_AFTER_META] = retry_after
+        if self._would_retry(request, response.status):
+            note = self.retry.too_long(retry_after)
+            if note is not None:
+                request.meta[HTTP_NOTE_META] = note
+                request.meta.pop(RETRY_AFTER_META, None)
+                return response
         return super().process_response(request, response)
+
+    def _would_retry(self, request: Request, status: int) -> bool:
+        if request.meta.get("dont_retry", False) or status not in self.retry_http_codes:
+            return False
+        max_retry_times: int = request.meta.get("max_retry_times", self.max_retry_times)
+        return attempts_of(request.meta) <= max_retry_times
 
     def _retry(self, request: Request, reason: str | Exception | type[Exception]) -> Request | None:
         retry = super()._retry(request, reason)
         if retry is not None:
             delay = self.retry.delay(retry.meta.get("retry_times", 1), retry.meta.pop(RETRY_AFTER_META, None))
+            # on time.monotonic, the frontier's clock: FrontierScheduler queues the retry until then
             retry.meta[RETRY_AT_META] = time.monotonic() + delay
+        request.meta.pop(RETRY_AFTER_META, None)
         return retry
 
 

@@ -33,6 +33,7 @@ from crawler.scrapy_mode.middlewares import (
     SizeCapMiddleware,
 )
 from crawler.scrapy_mode.pipelines import ExtractPipeline, NLPPipeline, SinkPipeline
+from crawler.scrapy_mode.scheduler import FrontierScheduler
 from enrich.config import EnrichConfig, load_config
 from enrich.errors import ConfigError
 from enrich.policy.robots import user_agent_token
@@ -88,7 +89,7 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     BackoffRetryMiddleware: 550,
     # after the redirect (600) and retry (550) middlewares on the way in, before them on the way out: it sees every
-    # attempt's answer or exception (for the domain's backoff and circuit) and every redirect hop
+    # attempt's answer or exception (reported to the frontier: the site's backoff, cap and circuit) and every hop
     PolicyMiddleware: 650,
     SizeCapMiddleware: 700,
 }
@@ -96,14 +97,19 @@ DOWNLOADER_MIDDLEWARES = {
 DOWNLOAD_DELAY_JITTER = 0.0
 """PolicyMiddleware sets a download slot's ``delay`` to the robots.txt Crawl-delay: a minimum, not to be jittered."""
 
-SCHEDULER_PRIORITY_QUEUE = "scrapy.pqueues.DownloaderAwarePriorityQueue"
-"""Hand the downloader requests of the domains with the fewest downloads in flight first, so a domain that backs off
-(its requests wait in PolicyMiddleware) does not hold up the others."""
+SCHEDULER = FrontierScheduler
+"""The shared frontier (:mod:`enrich.frontier`) decides which request is downloaded next, as in the async engine:
+per-site queues, in-flight caps with congestion control (the ``aimd`` section), ``Crawl-delay``, backoff and
+circuit breaker. Redirect hops and retries come back through it, each under its own site's rules."""
+
+REDIRECT_PRIORITY_ADJUST = 0
+RETRY_PRIORITY_ADJUST = 0
+"""A redirect hop or a retry keeps its input URL's priority, as in the async engine (Scrapy adjusts them by +2/-1)."""
 
 AUTOTHROTTLE_ENABLED = False
-"""Off: AutoThrottle adapts a per-slot *delay* to latency (starting at 5 s), not concurrency to failures as our
-AIMD controller does, and on a fast site it only slows the crawl down. ``-s AUTOTHROTTLE_ENABLED=True`` turns it on
-with a target concurrency and delay cap taken from the config (see :func:`scrapy_settings_for`)."""
+"""Off: congestion control is the frontier's, per site (the ``aimd`` section: each site's in-flight cap grows while
+it answers well and shrinks on 429/503, timeouts and rising latency). AutoThrottle adapts a per-slot *delay* to
+latency instead, and would only add to it."""
 
 # --- ENRICH_*: what the run is about --------------------------------------------------------------------------------
 
@@ -240,22 +246,21 @@ def scrapy_settings_for(config: EnrichConfig) -> dict[str, Any]:
     """Scrapy's own settings for an :class:`EnrichConfig`.
 
     ``CONCURRENT_REQUESTS_PER_DOMAIN`` is the smaller of ``politeness.per_domain_concurrency`` and
-    ``fetch.per_host_limit`` (when set): the async engine applies both limits (a semaphore per domain, a connection
-    limit per host), and Scrapy's download slots are keyed by host name, which is the policy's domain. The domain
-    policy's own slot (:class:`~crawler.scrapy_mode.middlewares.PolicyMiddleware`) enforces the same number.
+    ``fetch.per_host_limit`` (when set): the frontier's largest per-site cap (a site's cap adapts below it), kept
+    as Scrapy's upper bound too. Scrapy's download slots are keyed by host name, which is the frontier's site.
 
     ``DOWNLOAD_MAXSIZE`` is 0: :class:`~crawler.scrapy_mode.middlewares.SizeCapMiddleware` and
     :class:`~crawler.scrapy_mode.middlewares.CappedHttpCompressionMiddleware` cut bodies at
     ``max_response_bytes`` and keep them (flagged ``truncated``), where Scrapy's cap would drop them.
 
-    Retries wait like the async engine's (backoff from ``backoff_base_s``, ``Retry-After`` honoured) through
-    :class:`~crawler.scrapy_mode.middlewares.BackoffRetryMiddleware`; Scrapy alone would retry at once.
+    Retries wait like the async engine's (backoff from ``backoff_base_s``, ``Retry-After`` honoured) in the
+    frontier, through :class:`~crawler.scrapy_mode.middlewares.BackoffRetryMiddleware`; Scrapy alone would retry
+    at once. Per-site congestion control (``aimd``) and the look-ahead bound (``frontier``) are the frontier's
+    (:class:`~crawler.scrapy_mode.scheduler.FrontierScheduler`), not Scrapy settings.
 
-    Scrapy has no equivalent for: ``dns_ttl_s`` (its DNS cache has no TTL), ``min_concurrency`` and the AIMD
-    controller (AutoThrottle is the nearest analogue and is off by default).
+    Scrapy has no equivalent for ``dns_ttl_s`` (its DNS cache has no TTL).
     """
     fetch = config.fetch
-    aimd_start = config.aimd.initial or fetch.min_concurrency * 5
     per_host = fetch.per_host_limit or _UNLIMITED_PER_DOMAIN
     return {
         "CONCURRENT_REQUESTS": fetch.max_concurrency,
@@ -273,7 +278,4 @@ def scrapy_settings_for(config: EnrichConfig) -> dict[str, Any]:
         "ROBOTSTXT_OBEY": config.politeness.respect_robots,
         # the product token, as the async engine matches robots.txt groups (``webenrich``, not the whole string)
         "ROBOTSTXT_USER_AGENT": user_agent_token(fetch.full_user_agent),
-        "AUTOTHROTTLE_TARGET_CONCURRENCY": float(min(aimd_start, fetch.max_concurrency)),
-        "AUTOTHROTTLE_START_DELAY": 0.0,
-        "AUTOTHROTTLE_MAX_DELAY": fetch.backoff_cap_s,
     }

@@ -178,10 +178,19 @@ class Frontier(Generic[T]):
 
     async def put(self, url: str, payload: T, *, priority: int = 0, size: int = 0) -> None:
         """Queue a request read from the input, waiting while the look-ahead bound is full."""
+        await self.wait_for_room()
+        self.add(url, payload, priority=priority, size=size)
+
+    def add(self, url: str, payload: T, *, priority: int = 0, size: int = 0) -> None:
+        """Queue a request read from the input without waiting: for callers that cannot await and check
+        :meth:`has_room` (or :meth:`wait_for_room`) first, such as Scrapy's scheduler."""
+        self._add(url, payload, priority=priority, size=size, from_input=True, not_before=0.0)
+
+    async def wait_for_room(self) -> None:
+        """Wait until the look-ahead bound has room for one more input request."""
         while not self.has_room():
             self._room.clear()
             await self._room.wait()
-        self._add(url, payload, priority=priority, size=size, from_input=True, not_before=0.0)
 
     def push(self, url: str, payload: T, *, priority: int = 0, size: int = 0, not_before: float = 0.0) -> None:
         """Queue a retry (``not_before``: the clock time it may start) or a redirect hop; never waits."""

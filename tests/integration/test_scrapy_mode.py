@@ -43,6 +43,9 @@ BIG_BODY = b"<html><body>" + b"<p>filler text</p>" * 5_000 + b"</body></html>"  
 FLAKY_HITS: list[float] = []
 """When ``/flaky`` was requested (server side): 500 the first time, 200 after."""
 
+BUSY_HITS: list[float] = []
+"""When ``/busy`` was requested (server side): always 429 with ``Retry-After: 3600``."""
+
 
 def error_routes() -> dict[str, Any]:
     """Routes the demo site lacks: statuses, redirects, a slow page and bodies over a small size cap."""
@@ -72,6 +75,10 @@ def error_routes() -> dict[str, Any]:
         await response.write_eof()
         return response
 
+    async def busy(request: web.Request) -> web.StreamResponse:
+        BUSY_HITS.append(time.monotonic())
+        return web.Response(status=429, headers={"Retry-After": "3600"}, text="come back in an hour")
+
     async def flaky(request: web.Request) -> web.StreamResponse:
         FLAKY_HITS.append(time.monotonic())
         if len(FLAKY_HITS) == 1:
@@ -80,6 +87,7 @@ def error_routes() -> dict[str, Any]:
 
     return {
         "/flaky": flaky,
+        "/busy": busy,
         "/status/404": status,
         "/status/410": status,
         "/status/500": status,
@@ -313,13 +321,13 @@ def test_robots_txt_block_gives_one_error_record(demo_crawl: Crawl, site: str) -
 
 @pytest.mark.slow
 def test_refused_connection(demo_crawl: Crawl, refused_url: str) -> None:
-    # robots.txt on: an unreachable robots.txt disallows the site for a while (RFC 9309, docs/hostile-web.md)
+    # robots.txt on: an unreachable robots.txt disallows the site for a while (RFC 9309, docs/hostile-web.md);
+    # the record names the root cause (the host refuses connections), with robots.txt as context
     record = demo_crawl.by_url(refused_url)
     site = refused_url.rsplit("/", 1)[0]
     assert record["error"] == {
-        "type": "RobotsDisallowedError",
-        "message": f"robots.txt of {site} unreachable (ConnectionRefusedError: Connection refused); "
-        "the site is disallowed for 60 s",
+        "type": "FetchError",
+        "message": f"Connection refused (fetching robots.txt of {site}; the site is not fetched for 60 s)",
         "stage": "fetch",
     }
     assert record["attempts"] == 0
@@ -444,11 +452,42 @@ def test_settings_mapping() -> None:
     assert settings["ROBOTSTXT_OBEY"] is False
     assert settings["DOWNLOAD_MAXSIZE"] == 0  # the cap is SizeCapMiddleware's, which keeps the cut body
     assert settings["USER_AGENT"] == config.fetch.full_user_agent
+    # congestion control is the frontier's, per site: nothing maps onto AutoThrottle any more
+    assert not any(name.startswith("AUTOTHROTTLE_") for name in settings)
+
+
+def test_frontier_scheduler_is_the_scheduler() -> None:
+    from crawler.scrapy_mode import settings as scrapy_mode_settings
+    from crawler.scrapy_mode.scheduler import FrontierScheduler
+
+    assert scrapy_mode_settings.SCHEDULER is FrontierScheduler
+    assert not hasattr(scrapy_mode_settings, "SCHEDULER_PRIORITY_QUEUE")
+    assert scrapy_mode_settings.AUTOTHROTTLE_ENABLED is False
+
+
+@pytest.mark.slow
+def test_retry_after_beyond_the_cap_is_not_retried(tmp_path: Path, site: str) -> None:
+    # Retry-After: 3600 > fetch.retry_after_cap_s: retrying at the cap would be early, so the URL is given up at
+    # once, and its record says why (as the async engine words it); the site backs off for the cap only
+    BUSY_HITS.clear()
+    config = tmp_path / "enrich.yml"
+    config.write_text("fetch:\n  retries: 2\n  retry_after_cap_s: 2\nnlp:\n  enabled: false\n")
+    result = crawl(tmp_path, [f"{site}/busy", f"{site}/index.html"], config=str(config), retries="2")
+    record = result.by_url(f"{site}/busy")
+    assert record["error"] == {
+        "type": "HTTPError",
+        "message": "HTTP 429 Too Many Requests; not retried: the server asked to retry after 3600 s, longer than "
+        "fetch.retry_after_cap_s (2 s)",
+        "stage": "fetch",
+    }
+    assert (record["status"], record["attempts"]) == (429, 1)
+    assert len(BUSY_HITS) == 1
+    assert result.by_url(f"{site}/index.html")["error"] is None
 
 
 def test_retry_waits_for_backoff_and_retry_after(tmp_path: Path, site: str) -> None:
-    # Scrapy retries at once by itself; BackoffRetryMiddleware gives the retry the async engine's delay:
-    # exponential backoff from backoff_base_s (a 500 sets no per-domain backoff, so only this delay applies).
+    # Scrapy retries at once by itself; BackoffRetryMiddleware gives the retry the async engine's delay, which it
+    # waits queued in the frontier: exponential backoff from backoff_base_s (a 500 sets no site backoff).
     FLAKY_HITS.clear()
     config = tmp_path / "enrich.yml"
     config.write_text("fetch:\n  retries: 2\n  backoff_base_s: 0.8\n  backoff_jitter: 0\nnlp:\n  enabled: false\n")
@@ -457,3 +496,40 @@ def test_retry_waits_for_backoff_and_retry_after(tmp_path: Path, site: str) -> N
     assert (record["error"], record["status"], record["attempts"], record["title"]) == (None, 200, 2, "Back")
     assert len(FLAKY_HITS) == 2
     assert FLAKY_HITS[1] - FLAKY_HITS[0] >= 0.75  # the first backoff step, measured where the requests arrive
+
+
+def test_frontier_scheduler_orders_by_priority_and_holds_retries() -> None:
+    from types import SimpleNamespace
+
+    from scrapy import Request
+
+    from crawler.scrapy_mode.scheduler import CIRCUIT_META, LEASE_META, RETRY_AT_META, FrontierScheduler
+    from enrich.frontier import Frontier, Outcome, SitePolicy
+
+    frontier: Frontier[Request] = Frontier(policy=SitePolicy(per_site=1, robots_first=False))
+    scheduler = FrontierScheduler(SimpleNamespace(stats=None), frontier)  # type: ignore[arg-type]
+    for n, priority in enumerate((0, 5, 1)):
+        assert scheduler.enqueue_request(Request(f"http://a.test/{n}", priority=priority, dont_filter=True))
+    assert (len(scheduler), scheduler.has_pending_requests()) == (3, True)
+    first = scheduler.next_request()
+    assert first is not None
+    assert first.url == "http://a.test/1"  # the highest priority first
+    assert scheduler.next_request() is None  # the site's cap (1) is taken: nothing else of it may start
+    lease = first.meta.pop(LEASE_META)
+    frontier.release(lease, Outcome.SUCCESS, status=200)
+    assert [r.url for r in (scheduler.next_request(),) if r is not None] == ["http://a.test/2"]
+    # a retry carries its not-before time: it waits in the frontier, holding nothing
+    retry = Request("http://b.test/x", dont_filter=True, meta={"retry_times": 1, RETRY_AT_META: frontier.clock() + 60})
+    scheduler.enqueue_request(retry)
+    assert scheduler.next_request() is None
+    assert frontier.wait_s() is not None
+    # an open circuit: the request comes out flagged with the refusal, holding no slot
+    state = frontier.site("c.test")
+    state.circuit, state.opened_at, state.failures = "open", frontier.clock(), 5
+    scheduler.enqueue_request(Request("http://c.test/y", dont_filter=True))
+    refused = scheduler.next_request()
+    assert refused is not None
+    assert refused.meta[CIRCUIT_META].startswith("circuit open for c.test after 5 consecutive failures")
+    assert LEASE_META not in refused.meta
+    scheduler.close("finished")  # drains: the waiting retry is interrupted, the capped input request not started
+    assert (scheduler.not_started, scheduler.interrupted, len(scheduler)) == (1, 1, 0)

@@ -14,7 +14,6 @@ each with their own request (``dont_filter``), blocked, failed and non-2xx fetch
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from base64 import b64encode
@@ -45,8 +44,9 @@ from twisted.internet.error import (
 from twisted.internet.error import TimeoutError as TxTimeoutError
 
 from crawler.scrapy_mode.logs import install_url_redaction
-from crawler.scrapy_mode.middlewares import INPUT_URL_META, TRUNCATED_FLAG, FetchAborted, attempts_of
+from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META, TRUNCATED_FLAG, FetchAborted, attempts_of
 from crawler.scrapy_mode.pipelines import ENGINE
+from crawler.scrapy_mode.scheduler import release_request, scheduler_of
 from crawler.scrapy_mode.settings import RunOptions, enrich_config_from_settings, run_options_from_settings, store_run
 from enrich.config import EnrichConfig, config_error_message
 from enrich.errors import ConfigError, FetchError, FetchTimeoutError
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 
     from enrich.urls import InputURL
 
-__all__ = ["ARGUMENTS", "INPUT_URL_META", "EnrichSpider", "parse_arguments"]
+__all__ = ["ARGUMENTS", "INPUT_URL_META", "EnrichSpider", "failure_reason", "fetch_error", "parse_arguments"]
 
 STARTED_META = "enrich_started"
 """Request meta key holding when the request was made (``perf_counter``): a failure's fetch duration counts from
@@ -181,10 +181,6 @@ def parse_arguments(arguments: dict[str, Any], settings: BaseSettings) -> tuple[
     if "config" in run:
         base_settings.set("ENRICH_CONFIG_FILE", run.pop("config"), priority="cmdline")
     base = enrich_config_from_settings(base_settings)
-    fetch = overrides.get("fetch", {})
-    if "max_concurrency" in fetch and isinstance(fetch["max_concurrency"], int):
-        # a lower ceiling drags the adaptive floor down with it, instead of failing on min > max
-        fetch.setdefault("min_concurrency", max(1, min(base.fetch.min_concurrency, fetch["max_concurrency"])))
     try:
         config = base.replace(**overrides) if overrides else base
     except ConfigError as exc:
@@ -259,14 +255,20 @@ def fetch_error(failure: Failure, *, url: str, attempts: int, config: EnrichConf
     if isinstance(exc, FetchAborted):
         exc.error.url = url
         return exc.error
-    if isinstance(exc, (DownloadTimeoutError, TxTimeoutError, TCPTimedOutError, TimeoutError)):
-        reason = f"Timeout after {config.fetch.timeout_s:g}s"
+    reason = failure_reason(exc, url=url, config=config)
+    if isinstance(exc, _TIMEOUTS):
         return FetchTimeoutError(failure_message(attempts, reason), url=url, attempts=attempts)
-    reason = _reason(exc, url, config)
     return FetchError(failure_message(attempts, reason), url=url, attempts=attempts)
 
 
-def _reason(exc: BaseException | None, url: str, config: EnrichConfig) -> str:
+_TIMEOUTS = (DownloadTimeoutError, TxTimeoutError, TCPTimedOutError, TimeoutError)
+
+
+def failure_reason(exc: BaseException | None, *, url: str, config: EnrichConfig) -> str:
+    """What went wrong in one attempt, worded as the async engine words it (``Connection refused``,
+    ``Timeout after 30s``...): the reason of a failure record, and of an open circuit."""
+    if isinstance(exc, _TIMEOUTS):
+        return f"Timeout after {config.fetch.timeout_s:g}s"
     if isinstance(exc, (DownloadConnectionRefusedError, ConnectionRefusedError)):
         return "Connection refused"
     if isinstance(exc, (CannotResolveHostError, DNSLookupError)):
@@ -322,8 +324,6 @@ class EnrichSpider(Spider):
         super().__init__()
         self.config = config
         self.options = options
-        self._outstanding = 0
-        self._finished = asyncio.Event()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -350,30 +350,23 @@ class EnrichSpider(Spider):
     async def start(self) -> AsyncIterator[Request | WorkItem]:
         """Stream the input: an error item for an invalid URL, a request for a valid one.
 
-        The input is read only as fast as the downloader takes requests, so a file of millions of URLs is never
-        held in the scheduler.
+        The input is read ahead of the fetches up to the frontier's look-ahead bound (``frontier.max_pending``
+        queued requests, ``frontier.max_pending_mb``), never further: a file of millions of URLs is never held
+        whole, and input grouped by site (all URLs of a slow or delayed site first) does not starve the other
+        sites, whose requests are read and fetched while the slow site's wait in its own queue.
         """
         assert self.options.input is not None
         source = self.options.input
         lines = iter_input_lines(
             source, fmt=self.options.input_format, column=self.options.input_column, field=self.options.input_field
         )
-        # Keep up to twice the concurrency of requests outstanding (in the downloader or queued), so a slot that
-        # frees finds a request waiting. Waiting for the scheduler to run empty first (Scrapy's lazy-start recipe)
-        # let the number in flight sag to a handful between refills: 60% of the fetch ceiling at 50, 19% at 200.
-        limit = 2 * max(1, self.crawler.settings.getint("CONCURRENT_REQUESTS"))
+        # Scrapy reads start() whenever its downloader is full, so the bound is ours to keep: wait while the
+        # frontier holds max_pending requests (FrontierScheduler; without it, Scrapy's own scheduler holds all).
+        scheduler = scheduler_of(self.crawler)
         for entry in read_urls(lines):
-            while self._outstanding >= limit:
-                self._finished.clear()
-                await self._finished.wait()
-            item = self._request_or_error(entry)
-            if isinstance(item, Request):
-                self._outstanding += 1
-            yield item
-
-    def _request_done(self) -> None:
-        self._outstanding -= 1
-        self._finished.set()
+            if scheduler is not None:
+                await scheduler.wait_for_room()
+            yield self._request_or_error(entry)
 
     def _request_or_error(self, entry: InputURL) -> Request | WorkItem:
         if entry.error is not None or entry.fetch_url is None:
@@ -387,6 +380,7 @@ class EnrichSpider(Spider):
                 errback=self.fetch_failed,
                 headers=headers or None,
                 dont_filter=True,
+                priority=entry.priority,
                 meta={INPUT_URL_META: entry.url, STARTED_META: time.perf_counter()},
             )
         except ValueError as exc:  # a URL our validator accepts but Scrapy's does not
@@ -398,7 +392,7 @@ class EnrichSpider(Spider):
         Returns a list, not a generator: Scrapy parses a generator callback's source on every response (its cache
         is keyed by the bound method, a new object per request), which cost a tenth of the engine's CPU.
         """
-        self._request_done()
+        release_request(self.crawler, response.request)  # a safety net: the middleware has released it
         meta = response.meta
         url: str = meta.get(INPUT_URL_META, response.request.url if response.request else response.url)
         fetched_at = utc_now_iso()
@@ -408,7 +402,7 @@ class EnrichSpider(Spider):
             return [
                 WorkItem.from_error(
                     url,
-                    http_error(response.status, attempts=attempts),
+                    http_error(response.status, attempts=attempts, note=meta.get(HTTP_NOTE_META)),
                     engine=ENGINE,
                     attempts=attempts,
                     fetch_duration_ms=latency_ms,
@@ -433,8 +427,8 @@ class EnrichSpider(Spider):
 
     def fetch_failed(self, failure: Failure) -> list[WorkItem]:
         """A request that produced no usable response: one error record, with the attempts it took."""
-        self._request_done()
         request: Request | None = getattr(failure, "request", None)
+        release_request(self.crawler, request)  # a safety net: the middleware has released it
         meta: dict[str, Any] = request.meta if request is not None else {}
         url: str = meta.get(INPUT_URL_META, request.url if request is not None else "(unknown)")
         if isinstance(failure.value, HttpError):  # only when HTTPERROR_ALLOW_ALL is turned off
