@@ -314,6 +314,14 @@ class PolicyMiddleware:
             raise TimeoutError from exc
         except DownloadConnectionRefusedError as exc:
             raise ConnectionRefusedError("Connection refused") from exc
+        except FetchAborted:
+            raise  # a hop refused by our checks (its message says why)
+        except Exception as exc:  # worded as the async engine words it: the URLs' records quote it
+            from crawler.scrapy_mode.spiders.enrich import failure_reason  # deferred: the spider imports this module
+
+            if self.config is None:
+                raise
+            raise ConnectionError(failure_reason(exc, url=url, config=self.config)) from exc
         return response.status, response.body.decode("utf-8", errors="replace")
 
     # --- after an attempt ------------------------------------------------------------------------------------
