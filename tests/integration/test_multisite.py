@@ -9,6 +9,7 @@ kept small (4), so an engine that parks its workers on the delayed site would vi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -72,8 +73,6 @@ def web() -> Iterator[MultiSiteWeb]:
 
 
 def crawl_async(urls: list[str], out: Path) -> list[dict[str, Any]]:
-    import asyncio
-
     sink = MemorySink()
     asyncio.run(run_async_enrichment(urls=urls, sinks=[sink], config=EnrichConfig.from_mapping(CONFIG)))
     return [json.loads(dumps_record(record)) for record in sink.records]
