@@ -8,10 +8,13 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from aiohttp import web
 
 from crawler import AsyncEnrichmentProcessor, run_async_enrichment
 from crawler.demo import demo_urls
+from crawler.localsite import ServerThread
 from enrich.config import EnrichConfig
+from enrich.policy import AddressPolicy
 from enrich.record import Record, load_schema
 from enrich.sinks import JsonlSink, MemorySink
 from enrich.urls import InputURL, read_urls
@@ -20,7 +23,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-    from crawler.localsite import ServerThread
     from enrich.stats import RunStats
     from tests.integration.conftest import Hits
 
@@ -404,3 +406,63 @@ async def test_nlp_on_the_demo_site(demo_site: ServerThread) -> None:
     assert missing.error is not None
     assert missing.error.message == "HTTP 404 Not Found"
     assert stats.failed == 1
+
+
+async def test_dead_links_do_not_lower_concurrency(site: ServerThread, unreachable_url: str) -> None:
+    """A normal list holds 5-10 % dead links: 404s, refused hosts, names that do not resolve. None of them is a sign
+    of load, so the live site keeps its full per-site cap."""
+    tag = key()
+    urls = []
+    for n in range(200):
+        urls.append(f"{site.url}/slow/40?k={tag}-{n}")
+        if n % 10 == 0:
+            urls += [f"{site.url}/missing/{tag}-{n}", f"{unreachable_url}x{n}", f"http://dead-{n}.invalid/"]
+    config = BASE.replace(politeness={"per_domain_concurrency": 8, "respect_robots": False}, fetch={"retries": 0})
+    records, stats, processor = await crawl(urls, config)
+    assert len(records) == len(urls)
+    assert stats.success == 200
+    state = processor.frontier.site(site.url)
+    assert state.decreases == 0
+    assert processor.frontier.policy.cap(state) == 8
+    assert state.peak_in_flight == 8
+    assert processor.frontier.stats()["cap_decreases"] == 0
+    refused = [r for url, r in records.items() if url.startswith(unreachable_url)]
+    assert all(r.error is not None and "Connection refused" in r.error.message for r in refused)
+
+
+class _OnlyHostPublic(AddressPolicy):
+    """Treats one loopback address as public, so a redirect from it to another loopback address can be tested on
+    this machine: the real policy with one exception, not a fake transport."""
+
+    def __init__(self, public: str) -> None:
+        super().__init__(allow_private=False)
+        self.public = public
+
+    def check_host(self, host: str) -> str | None:
+        return None if host.strip("[]") == self.public else super().check_host(host)
+
+
+async def test_robots_txt_redirect_to_a_private_address_is_refused() -> None:
+    seen: list[str] = []
+
+    def app() -> web.Application:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            seen.append(f"{request.host}{request.path}")
+            if request.path == "/robots.txt" and request.host.startswith("127.0.0.62"):
+                raise web.HTTPFound(f"http://127.0.0.63:{request.url.port}/robots.txt")
+            return web.Response(text="<html><body><p>page</p></body></html>", content_type="text/html")
+
+        application = web.Application()
+        application.router.add_get("/{tail:.*}", handler)
+        return application
+
+    with ServerThread(app, host="127.0.0.62") as public, ServerThread(app, host="127.0.0.63", port=public.port):
+        config = BASE.replace(politeness={"allow_private_addresses": False})
+        processor = AsyncEnrichmentProcessor.from_config(config, sinks=[sink := MemorySink()], progress_interval_s=0)
+        processor.fetcher.addresses = _OnlyHostPublic("127.0.0.62")
+        await processor.run(inputs([f"{public.url}/page"]))
+    (record,) = sink.records
+    assert record.error is not None
+    assert record.error.type == "BlockedAddressError"
+    assert "127.0.0.63" in record.error.message
+    assert seen == [f"127.0.0.62:{public.port}/robots.txt"]  # the hop was never made, the page never fetched
