@@ -10,6 +10,10 @@ Signals, one site at a time (``docs/architecture.md``, "Congestion control"):
 * **Congestion** (429, 503, a timeout, time to first byte rising well past the site's norm) lowers that site's cap
   multiplicatively (at most once per ``aimd.interval_s``); 429/503 also set a "not before" time: ``Retry-After``
   when given (up to ``fetch.retry_after_cap_s``), else ``backoff_base_s x 2**(n-1)`` up to ``backoff_cap_s``.
+  And they set the site's **pace**: a rate limiter that let ``n`` requests through in the ``W`` seconds before it
+  refused (``W`` = the backoff, at least 1 s) gets at most ``n / W`` requests a second from then on, so the
+  requests waiting behind the backoff do not all go at once and meet the limit again. Each good answer after that
+  makes the pace 1 % faster, probing back up.
 * **Success** (any other answer, a 404 included) raises the cap additively, ``increase_step`` per cap's worth of
   successes (a congestion window, as in TCP), up to ``politeness.per_domain_concurrency``.
 * **Dead links** (a refused connection, a DNS failure, a TLS error, one page's 500) say nothing about load: they do
@@ -26,7 +30,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
@@ -50,6 +55,16 @@ LATENCY_FACTOR = 4.0
 
 LATENCY_SLACK_S = 0.5
 """...and above the usual plus this: a 5 ms site that answers in 30 ms once is not congested."""
+
+ANSWER_HISTORY = 64
+"""Recent good answers remembered per site (their times), to estimate the rate a rate limiter let through."""
+
+PACE_DECAY = 0.99
+"""Each good answer shortens the pace by 1 %: back to full speed after a few hundred good answers, slowly enough
+that a rate limiter is met again only every few dozen seconds."""
+
+MIN_PACE_S = 0.001
+"""A pace shorter than this is dropped (no pacing)."""
 
 CircuitState = Literal["closed", "open", "half-open"]
 
@@ -111,6 +126,10 @@ class SiteState:
     """Whether the site's robots.txt (and so its Crawl-delay) is known; until then one request at a time."""
     min_interval: float = 0.0
     """Seconds between two request starts (a robots.txt Crawl-delay)."""
+    pace: float = 0.0
+    """Seconds between two request starts learnt from a rate limiter (429/503); the larger of the two applies."""
+    answered: deque[float] = field(default_factory=lambda: deque(maxlen=ANSWER_HISTORY))
+    """Times of recent good answers."""
     next_start: float = 0.0
     """Earliest start of the next request under ``min_interval``."""
     last_start: float = -math.inf
@@ -272,7 +291,7 @@ class SitePolicy:
         state.started += 1
         state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
         state.last_start = max(now, state.next_start)
-        state.next_start = state.last_start + state.min_interval
+        state.next_start = state.last_start + max(state.min_interval, state.pace)
         if state.circuit == "open":  # cooldown over (refusal() said so): this request is the trial
             state.circuit = "half-open"
             state.trial = True
@@ -325,10 +344,16 @@ class SitePolicy:
             state.ttfb_floor = ttfb_s if floor is None else min(ttfb_s, floor + 0.05 * (ttfb_s - floor))
         if congested:
             self._decrease(state, now)
-        elif outcome is Outcome.SUCCESS and state.cwnd < self.per_site:
-            state.cwnd = min(float(self.per_site), state.cwnd + self.increase_step / max(1.0, state.cwnd))
+        elif outcome is Outcome.SUCCESS:
+            state.answered.append(now)
+            if state.cwnd < self.per_site:
+                state.cwnd = min(float(self.per_site), state.cwnd + self.increase_step / max(1.0, state.cwnd))
+            if state.pace:
+                state.pace = state.pace * PACE_DECAY if state.pace * PACE_DECAY >= MIN_PACE_S else 0.0
         if status in BACKOFF_STATUSES:
-            self._backoff(state, now, retry_after)
+            window = self._backoff(state, now, retry_after)
+            if self.adaptive:
+                self._slow_pace(state, now, max(1.0, window))
         else:
             state.backoff_streak = 0
         if outcome is Outcome.SUCCESS or (outcome is Outcome.CONGESTION and status == 429):
@@ -347,7 +372,16 @@ class SitePolicy:
         state.cwnd = new
         state.lowest_cwnd = min(state.lowest_cwnd, new)
 
-    def _backoff(self, state: SiteState, now: float, retry_after: str | None) -> None:
+    def _slow_pace(self, state: SiteState, now: float, window: float) -> None:
+        """Pace the site at the rate its limiter let through in the ``window`` seconds before refusing."""
+        admitted = sum(1 for t in state.answered if t >= now - window)
+        pace = min(self.backoff_cap_s, window / max(1, admitted))
+        if pace > state.pace:
+            state.pace = pace
+            state.next_start = max(state.next_start, state.last_start + pace)
+            logger.info("rate limited by %s: at most one request every %.3f s", state.key, pace)
+
+    def _backoff(self, state: SiteState, now: float, retry_after: str | None) -> float:
         if state.not_before <= now:
             # answers to requests sent before the current backoff began are the same signal, not an escalation
             state.backoff_streak += 1
@@ -359,6 +393,7 @@ class SitePolicy:
             delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** max(0, state.backoff_streak - 1))
         state.not_before = max(state.not_before, now + delay)
         logger.info("backing off %s for %.1f s", state.key, delay)
+        return delay
 
     def _success(self, state: SiteState) -> None:
         state.failures = 0

@@ -185,3 +185,28 @@ async def test_drain_returns_everything_queued() -> None:
     f.push("http://b.test/2", "2", not_before=clock.now + 60)
     assert sorted(f.drain()) == ["1", "2"]
     assert f.pending == 0
+
+
+def test_a_rate_limiter_sets_the_sites_pace_to_what_it_let_through() -> None:
+    clock = Clock()
+    policy = SitePolicy(per_site=8, clock=clock, wall_clock=lambda: 0.0, robots_first=False)
+    state = policy.new_state("a.test")
+    for _ in range(4):  # four answers within the last second, then the limiter says no
+        clock.now += 0.2
+        policy.report(state, Outcome.SUCCESS)
+    policy.report(state, outcome_of(429), status=429, retry_after="1")
+    assert state.pace == pytest.approx(0.25)  # 4 let through in the 1 s before: 4 a second from now on
+    policy.start(state, clock.now + 1)
+    assert policy.ready_at(state) == pytest.approx(clock.now + 1.25)
+    for _ in range(10):
+        policy.report(state, Outcome.SUCCESS)
+    assert state.pace < 0.25  # probing back up
+
+
+def test_no_pacing_without_adaptive_congestion_control() -> None:
+    clock = Clock()
+    policy = SitePolicy(per_site=8, adaptive=False, clock=clock, wall_clock=lambda: 0.0, robots_first=False)
+    state = policy.new_state("a.test")
+    policy.report(state, outcome_of(429), status=429, retry_after="1")
+    assert state.pace == 0.0
+    assert policy.cap(state) == 8
