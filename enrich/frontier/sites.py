@@ -10,10 +10,9 @@ Signals, one site at a time (``docs/architecture.md``, "Congestion control"):
 * **Congestion** (429, 503, a timeout, time to first byte rising well past the site's norm) lowers that site's cap
   multiplicatively (at most once per ``aimd.interval_s``); 429/503 also set a "not before" time: ``Retry-After``
   when given (up to ``fetch.retry_after_cap_s``), else ``backoff_base_s x 2**(n-1)`` up to ``backoff_cap_s``.
-  And they set the site's **pace**: a rate limiter that let ``n`` requests through in the ``W`` seconds before it
-  refused (``W`` = the backoff, at least 1 s) gets at most ``n / W`` requests a second from then on, so the
-  requests waiting behind the backoff do not all go at once and meet the limit again. Each good answer after that
-  makes the pace 1 % faster, probing back up.
+  And they set the site's **pace**: a rate limiter that let ``n`` requests through in the second before it
+  refused gets at most ``n`` requests a second from then on, so the requests waiting behind the backoff do not all
+  go at once and meet the limit again. Each good answer after that makes the pace 1 % faster, probing back up.
 * **Success** (any other answer, a 404 included) raises the cap additively, ``increase_step`` per cap's worth of
   successes (a congestion window, as in TCP), up to ``politeness.per_domain_concurrency``.
 * **Dead links** (a refused connection, a DNS failure, a TLS error, one page's 500) say nothing about load: they do
@@ -62,6 +61,13 @@ ANSWER_HISTORY = 64
 PACE_DECAY = 0.99
 """Each good answer shortens the pace by 1 %: back to full speed after a few hundred good answers, slowly enough
 that a rate limiter is met again only every few dozen seconds."""
+
+RATE_WINDOW_S = 1.0
+"""The rate a limiter let through is counted over this long before its refusal: rate limits are per second more
+often than not, and a longer window would mix in time when we sent little."""
+
+MIN_RATE_WINDOW_S = 0.25
+"""A shorter window (right after a backoff) holds too few answers to estimate a rate from."""
 
 MIN_PACE_S = 0.001
 """A pace shorter than this is dropped (no pacing)."""
@@ -351,9 +357,9 @@ class SitePolicy:
             if state.pace:
                 state.pace = state.pace * PACE_DECAY if state.pace * PACE_DECAY >= MIN_PACE_S else 0.0
         if status in BACKOFF_STATUSES:
-            window = self._backoff(state, now, retry_after)
             if self.adaptive:
-                self._slow_pace(state, now, max(1.0, window))
+                self._slow_pace(state, now)
+            self._backoff(state, now, retry_after)
         else:
             state.backoff_streak = 0
         if outcome is Outcome.SUCCESS or (outcome is Outcome.CONGESTION and status == 429):
@@ -372,16 +378,25 @@ class SitePolicy:
         state.cwnd = new
         state.lowest_cwnd = min(state.lowest_cwnd, new)
 
-    def _slow_pace(self, state: SiteState, now: float, window: float) -> None:
-        """Pace the site at the rate its limiter let through in the ``window`` seconds before refusing."""
-        admitted = sum(1 for t in state.answered if t >= now - window)
-        pace = min(self.backoff_cap_s, window / max(1, admitted))
+    def _slow_pace(self, state: SiteState, now: float) -> None:
+        """Pace the site at the rate its limiter let through in the second before it refused.
+
+        The second is cut at the end of the previous backoff (time spent waiting is no sign of the limit), and a
+        window shorter than :data:`MIN_RATE_WINDOW_S` says nothing: a lone 429 after a burst does not slow a site.
+        """
+        start = max(now - RATE_WINDOW_S, state.not_before)
+        if now - start < MIN_RATE_WINDOW_S:
+            return
+        admitted = sum(1 for t in state.answered if t >= start)
+        if not admitted:  # it let nothing through: no rate to keep to, the backoff alone answers that
+            return
+        pace = min(self.backoff_cap_s, (now - start) / admitted)
         if pace > state.pace:
             state.pace = pace
             state.next_start = max(state.next_start, state.last_start + pace)
             logger.info("rate limited by %s: at most one request every %.3f s", state.key, pace)
 
-    def _backoff(self, state: SiteState, now: float, retry_after: str | None) -> float:
+    def _backoff(self, state: SiteState, now: float, retry_after: str | None) -> None:
         if state.not_before <= now:
             # answers to requests sent before the current backoff began are the same signal, not an escalation
             state.backoff_streak += 1
@@ -393,7 +408,6 @@ class SitePolicy:
             delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** max(0, state.backoff_streak - 1))
         state.not_before = max(state.not_before, now + delay)
         logger.info("backing off %s for %.1f s", state.key, delay)
-        return delay
 
     def _success(self, state: SiteState) -> None:
         state.failures = 0

@@ -192,15 +192,30 @@ def test_a_rate_limiter_sets_the_sites_pace_to_what_it_let_through() -> None:
     policy = SitePolicy(per_site=8, clock=clock, wall_clock=lambda: 0.0, robots_first=False)
     state = policy.new_state("a.test")
     for _ in range(4):  # four answers within the last second, then the limiter says no
-        clock.now += 0.2
+        clock.now += 0.25
         policy.report(state, Outcome.SUCCESS)
     policy.report(state, outcome_of(429), status=429, retry_after="1")
     assert state.pace == pytest.approx(0.25)  # 4 let through in the 1 s before: 4 a second from now on
+    policy.report(state, outcome_of(429), status=429, retry_after="1")  # answered during the backoff: no new pace
+    assert state.pace == pytest.approx(0.25)
     policy.start(state, clock.now + 1)
     assert policy.ready_at(state) == pytest.approx(clock.now + 1.25)
     for _ in range(10):
         policy.report(state, Outcome.SUCCESS)
     assert state.pace < 0.25  # probing back up
+
+
+def test_a_lone_429_right_after_a_backoff_does_not_slow_the_site() -> None:
+    clock = Clock()
+    policy = SitePolicy(per_site=8, clock=clock, wall_clock=lambda: 0.0, robots_first=False)
+    state = policy.new_state("a.test")
+    policy.report(state, outcome_of(429), status=429, retry_after="2")
+    clock.now += 2.1  # the backoff is over; a burst of good answers, then one more 429
+    for _ in range(5):
+        policy.report(state, Outcome.SUCCESS)
+    assert state.pace == 0.0  # the first 429 came with nothing let through: no rate to keep to
+    policy.report(state, outcome_of(429), status=429, retry_after="2")
+    assert state.pace == 0.0
 
 
 def test_no_pacing_without_adaptive_congestion_control() -> None:
