@@ -12,7 +12,8 @@ Signals, one site at a time (``docs/architecture.md``, "Congestion control"):
   when given (up to ``fetch.retry_after_cap_s``), else ``backoff_base_s x 2**(n-1)`` up to ``backoff_cap_s``.
   And they set the site's **pace**: a rate limiter that let ``n`` requests through in the second before it
   refused gets at most ``n`` requests a second from then on, so the requests waiting behind the backoff do not all
-  go at once and meet the limit again. Each good answer after that makes the pace 1 % faster, probing back up.
+  go at once and meet the limit again (5 % under it). After 30 s without a refusal, each good answer makes the pace
+  1 % faster, probing back up.
 * **Success** (any other answer, a 404 included) raises the cap additively, ``increase_step`` per cap's worth of
   successes (a congestion window, as in TCP), up to ``politeness.per_domain_concurrency``.
 * **Dead links** (a refused connection, a DNS failure, a TLS error, one page's 500) say nothing about load: they do
@@ -58,9 +59,15 @@ LATENCY_SLACK_S = 0.5
 ANSWER_HISTORY = 64
 """Recent good answers remembered per site (their times), to estimate the rate a rate limiter let through."""
 
+PACE_MARGIN = 1.05
+"""The pace is kept this much slower than the rate the limiter let through: running exactly at a limit meets it
+again at the first jitter, and every refusal costs a whole backoff."""
+
+PACE_HOLD_S = 30.0
+"""A learnt pace is kept this long after the last refusal before it is probed faster again."""
+
 PACE_DECAY = 0.99
-"""Each good answer shortens the pace by 1 %: back to full speed after a few hundred good answers, slowly enough
-that a rate limiter is met again only every few dozen seconds."""
+"""After the hold, each good answer shortens the pace by 1 %: back to full speed after a few hundred good answers."""
 
 RATE_WINDOW_S = 1.0
 """The rate a limiter let through is counted over this long before its refusal: rate limits are per second more
@@ -134,6 +141,8 @@ class SiteState:
     """Seconds between two request starts (a robots.txt Crawl-delay)."""
     pace: float = 0.0
     """Seconds between two request starts learnt from a rate limiter (429/503); the larger of the two applies."""
+    paced_at: float = -math.inf
+    """When the pace was last set by a refusal."""
     answered: deque[float] = field(default_factory=lambda: deque(maxlen=ANSWER_HISTORY))
     """Times of recent good answers."""
     next_start: float = 0.0
@@ -354,7 +363,7 @@ class SitePolicy:
             state.answered.append(now)
             if state.cwnd < self.per_site:
                 state.cwnd = min(float(self.per_site), state.cwnd + self.increase_step / max(1.0, state.cwnd))
-            if state.pace:
+            if state.pace and now - state.paced_at > PACE_HOLD_S:
                 state.pace = state.pace * PACE_DECAY if state.pace * PACE_DECAY >= MIN_PACE_S else 0.0
         if status in BACKOFF_STATUSES:
             if self.adaptive:
@@ -390,7 +399,8 @@ class SitePolicy:
         admitted = sum(1 for t in state.answered if t >= start)
         if not admitted:  # it let nothing through: no rate to keep to, the backoff alone answers that
             return
-        pace = min(self.backoff_cap_s, (now - start) / admitted)
+        pace = min(self.backoff_cap_s, PACE_MARGIN * (now - start) / admitted)
+        state.paced_at = now
         if pace > state.pace:
             state.pace = pace
             state.next_start = max(state.next_start, state.last_start + pace)

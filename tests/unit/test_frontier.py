@@ -195,14 +195,18 @@ def test_a_rate_limiter_sets_the_sites_pace_to_what_it_let_through() -> None:
         clock.now += 0.25
         policy.report(state, Outcome.SUCCESS)
     policy.report(state, outcome_of(429), status=429, retry_after="1")
-    assert state.pace == pytest.approx(0.25)  # 4 let through in the 1 s before: 4 a second from now on
+    assert state.pace == pytest.approx(0.25 * 1.05)  # 4 let through in the 1 s before: a bit under 4 a second
     policy.report(state, outcome_of(429), status=429, retry_after="1")  # answered during the backoff: no new pace
-    assert state.pace == pytest.approx(0.25)
+    assert state.pace == pytest.approx(0.2625)
     policy.start(state, clock.now + 1)
-    assert policy.ready_at(state) == pytest.approx(clock.now + 1.25)
+    assert policy.ready_at(state) == pytest.approx(clock.now + 1.2625)
     for _ in range(10):
         policy.report(state, Outcome.SUCCESS)
-    assert state.pace < 0.25  # probing back up
+    assert state.pace == pytest.approx(0.2625)  # held a while...
+    clock.now += 31
+    for _ in range(10):
+        policy.report(state, Outcome.SUCCESS)
+    assert state.pace < 0.2625  # ...then probed back up
 
 
 def test_a_lone_429_right_after_a_backoff_does_not_slow_the_site() -> None:
