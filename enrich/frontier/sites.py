@@ -12,7 +12,8 @@ Signals, one site at a time (``docs/architecture.md``, "Congestion control"):
   when given (up to ``fetch.retry_after_cap_s``), else ``backoff_base_s x 2**(n-1)`` up to ``backoff_cap_s``.
   And they set the site's **pace**: a rate limiter that let ``n`` requests through in the second before it
   refused gets at most ``n`` requests a second from then on, so the requests waiting behind the backoff do not all
-  go at once and meet the limit again (5 % under it). After 30 s without a refusal, each good answer makes the pace
+  go at once and meet the limit again (5 % under it; 10 % slower again at each refusal met while keeping to it).
+  After 30 s without a refusal, each good answer makes the pace
   1 % faster, probing back up.
 * **Success** (any other answer, a 404 included) raises the cap additively, ``increase_step`` per cap's worth of
   successes (a congestion window, as in TCP), up to ``politeness.per_domain_concurrency``.
@@ -62,6 +63,9 @@ ANSWER_HISTORY = 64
 PACE_MARGIN = 1.05
 """The pace is kept this much slower than the rate the limiter let through: running exactly at a limit meets it
 again at the first jitter, and every refusal costs a whole backoff."""
+
+PACE_ESCALATION = 1.1
+"""A refusal while keeping to a learnt pace makes it this much slower (the margin was not enough: jitter)."""
 
 PACE_HOLD_S = 30.0
 """A learnt pace is kept this long after the last refusal before it is probed faster again."""
@@ -399,7 +403,10 @@ class SitePolicy:
         admitted = sum(1 for t in state.answered if t >= start)
         if not admitted:  # it let nothing through: no rate to keep to, the backoff alone answers that
             return
-        pace = min(self.backoff_cap_s, PACE_MARGIN * (now - start) / admitted)
+        pace = PACE_MARGIN * (now - start) / admitted
+        if state.pace and now - state.paced_at <= PACE_HOLD_S:
+            pace = max(pace, state.pace * PACE_ESCALATION)  # refused while keeping to a learnt pace: too fast still
+        pace = min(self.backoff_cap_s, pace)
         state.paced_at = now
         if pace > state.pace:
             state.pace = pace
