@@ -251,8 +251,7 @@ class PolicyMiddleware:
             self._release(request)  # no attempt was made: the refusal says nothing about the site's health
             raise
         scheduler = self.scheduler
-        if scheduler is not None:
-            scheduler.frontier.set_rules(url, crawl_delay)
+        if scheduler is not None and scheduler.frontier.set_rules(url, crawl_delay):
             scheduler.wake()  # the site's rules are known: more of its requests may be ready now
         self._pace_download_slot(request, crawl_delay or 0.0)
 

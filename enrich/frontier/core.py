@@ -267,12 +267,20 @@ class Frontier(Generic[T]):
         else:
             heapq.heappush(self._ready, (head.sort_key, site, token))
 
-    def set_rules(self, url: str, crawl_delay: float | None) -> None:
-        """The robots.txt of the site of ``url`` is known: its ``Crawl-delay`` (``None`` for none) applies."""
+    def set_rules(self, url: str, crawl_delay: float | None) -> bool:
+        """The robots.txt of the site of ``url`` is known: its ``Crawl-delay`` (``None`` for none) applies.
+
+        Returns whether that changed anything (the site was new to its rules, or its delay changed): engines call
+        this before every request, and only a change may make more of the site's requests ready.
+        """
         site = domain_of(url)
-        self.policy.set_rules(self._state(site), crawl_delay, self._clock())
+        state = self._state(site)
+        if state.known and state.min_interval == max(0.0, crawl_delay or 0.0):
+            return False
+        self.policy.set_rules(state, crawl_delay, self._clock())
         self._schedule(site)
         self._changed.set()
+        return True
 
     # --- taking ----------------------------------------------------------------------------------------------
 
