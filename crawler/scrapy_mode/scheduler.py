@@ -93,8 +93,6 @@ class FrontierScheduler(BaseScheduler):
         self.frontier = frontier
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self._room = asyncio.Event()
-        self._room.set()
         self._closed = False
         self.not_started = 0
         """Requests of input URLs drained unstarted when the spider closed (a stop before the end)."""
@@ -126,7 +124,6 @@ class FrontierScheduler(BaseScheduler):
                 self.interrupted += 1
             else:
                 self.not_started += 1
-        self._room.set()  # a start() waiting for room goes on (and finds the spider closed)
         if self.not_started or self.interrupted:
             logger.info(
                 "spider closed (%s): %d queued URLs not started, %d retries or redirects not made",
@@ -173,8 +170,6 @@ class FrontierScheduler(BaseScheduler):
             if wait is not None:
                 self._wake_in(wait + WAKE_SLACK_S)
             return None
-        if self.frontier.has_room():
-            self._room.set()
         request = lease.payload
         if lease.refusal is not None:  # open circuit: no slot held; PolicyMiddleware writes the refusal
             request.meta[CIRCUIT_META] = lease.refusal
@@ -185,10 +180,9 @@ class FrontierScheduler(BaseScheduler):
     # --- for the spider and the middleware -------------------------------------------------------------------
 
     async def wait_for_room(self) -> None:
-        """Wait while the frontier's look-ahead bound is full (the spider reads the input only as fast as that)."""
-        while not self._closed and not self.frontier.has_room():
-            self._room.clear()
-            await self._room.wait()
+        """Wait until the frontier wants more input (:meth:`~enrich.frontier.Frontier.wants_input`): the spider
+        reads the input only as fast as that."""
+        await self.frontier.wait_for_room()
 
     def wake(self) -> None:
         """Ask Scrapy's engine for the next requests now (e.g. a site's robots.txt rules just became known)."""

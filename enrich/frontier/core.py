@@ -16,10 +16,12 @@ How an engine drives it::
     frontier.push(hop_url, payload)                  # a redirect hop: a new request for its target site
     frontier.push(url, payload, not_before=t)        # a retry: back in the queue, no slot held meanwhile
 
-**Look-ahead.** :meth:`Frontier.put` waits only while ``max_pending`` entries (or ``max_pending_bytes``) are
-queued, so the input is read far ahead of what is fetched: a few slow or delayed sites fill their own queues and
-the reader goes on to find other sites. Retries and redirect hops (:meth:`Frontier.push`) never wait: they are
-bounded by the requests in flight. Memory therefore stays flat whatever the input's length.
+**Look-ahead.** :meth:`Frontier.put` lets a few entries be queued ahead (``min_pending``); beyond that it waits
+while some queued request may start now, and reads on while none may (every site at hand waits for its
+``Crawl-delay``, backoff or cap), up to ``max_pending`` entries (or ``max_pending_bytes``). So a healthy crawl
+holds little, and a few slow or delayed sites make the reader go on to find other sites instead of starving the
+rest. Retries and redirect hops (:meth:`Frontier.push`) never wait: they are bounded by the requests in flight.
+Memory therefore stays flat whatever the input's length.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ T = TypeVar("T")
 MAX_PENDING = 50_000
 """Queued requests before :meth:`Frontier.put` waits. A queued request costs about 0.5 KB, so this is ~25 MB at
 most, and it lets the reader look 50,000 lines ahead for sites that are ready."""
+
+MIN_PENDING = 1_000
+"""Queued requests always read ahead: enough for every site at hand to have a few, few enough to cost nothing."""
+
+READ_AHEAD_PER_REQUEST = 4
+"""With a higher ``fetch.max_concurrency``, at least this many queued requests per request in flight."""
 
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 """Bytes of queued URLs and payloads (as estimated by the caller) before :meth:`Frontier.put` waits."""
@@ -88,8 +96,10 @@ class Frontier(Generic[T]):
     Args:
         policy: per-site decisions (caps, Crawl-delay, backoff, congestion, circuit).
         storage: where queued entries live; default :class:`MemoryStorage`.
-        max_pending: queued entries before :meth:`put` waits.
-        max_pending_bytes: queued bytes before :meth:`put` waits.
+        max_pending: queued entries before :meth:`put` waits, whatever happens.
+        max_pending_bytes: queued bytes before :meth:`put` waits, whatever happens.
+        min_pending: queued entries :meth:`put` always allows; beyond them it waits while some request is ready
+            (:meth:`wants_input`).
         max_idle_sites: site states kept once idle.
     """
 
@@ -100,6 +110,7 @@ class Frontier(Generic[T]):
         storage: FrontierStorage[T] | None = None,
         max_pending: int = MAX_PENDING,
         max_pending_bytes: int = MAX_PENDING_BYTES,
+        min_pending: int = MIN_PENDING,
         max_idle_sites: int = MAX_IDLE_SITES,
     ) -> None:
         if max_pending < 1 or max_pending_bytes < 1:
@@ -108,6 +119,7 @@ class Frontier(Generic[T]):
         self.storage: FrontierStorage[T] = storage if storage is not None else MemoryStorage()
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
+        self.min_pending = min(min_pending, max_pending)
         self.max_idle_sites = max_idle_sites
         self._clock: Callable[[], float] = policy.clock
         self._sites: dict[str, SiteState] = {}
@@ -144,6 +156,7 @@ class Frontier(Generic[T]):
             storage=storage,
             max_pending=config.frontier.max_pending,
             max_pending_bytes=config.frontier.max_pending_mb * 1024 * 1024,
+            min_pending=max(MIN_PENDING, READ_AHEAD_PER_REQUEST * config.fetch.max_concurrency),
         )
 
     def clock(self) -> float:
@@ -172,7 +185,27 @@ class Frontier(Generic[T]):
         return not self._input_open and self.pending == 0 and self._in_flight == 0
 
     def has_room(self) -> bool:
+        """Whether the look-ahead bound (``max_pending`` entries, ``max_pending_bytes``) has room for one more."""
         return len(self.storage) < self.max_pending and self._pending_bytes < self.max_pending_bytes
+
+    def wants_input(self) -> bool:
+        """Whether the input should be read further now.
+
+        Up to ``min_pending`` queued entries, always (within the bound); beyond that only while no queued request
+        may start now: every site at hand waits (``Crawl-delay``, backoff, cap), so reading further is the only
+        way to find work. A healthy crawl thus holds few entries, and a stalled one reads ahead to the bound.
+        """
+        if not self._input_open:
+            return True  # nothing more will be read: let any waiter go
+        if not self.has_room():
+            return False
+        return len(self.storage) < self.min_pending or not self._ready_now()
+
+    def _ready_now(self) -> bool:
+        self._promote(self._clock())
+        while self._ready and self._tokens.get(self._ready[0][1]) != self._ready[0][2]:
+            heapq.heappop(self._ready)  # stale
+        return bool(self._ready)
 
     # --- adding ----------------------------------------------------------------------------------------------
 
@@ -187,8 +220,8 @@ class Frontier(Generic[T]):
         self._add(url, payload, priority=priority, size=size, from_input=True, not_before=0.0)
 
     async def wait_for_room(self) -> None:
-        """Wait until the look-ahead bound has room for one more input request."""
-        while not self.has_room():
+        """Wait until the input should be read further (:meth:`wants_input`)."""
+        while not self.wants_input():
             self._room.clear()
             await self._room.wait()
 
@@ -228,6 +261,7 @@ class Frontier(Generic[T]):
         """No more input: :meth:`next` returns ``None`` once everything queued has been released."""
         self._input_open = False
         self._changed.set()
+        self._room.set()
 
     # --- sites -----------------------------------------------------------------------------------------------
 
@@ -323,12 +357,13 @@ class Frontier(Generic[T]):
             self.counts["started"] += 1
             self._schedule(site)
             return Lease(site, entry.url, entry.payload, entry.priority, None, waited)
+        self._room.set()  # nothing may start now: the reader may have to look further ahead
         return None
 
     def _forget(self, entry: FrontierEntry[T]) -> None:
         self._pending_bytes -= entry.size
         if not self._room.is_set() and self.has_room():
-            self._room.set()
+            self._room.set()  # the waiter checks wants_input() again
 
     def wait_s(self) -> float | None:
         """Seconds until a queued request may become ready by time alone; ``None`` if none waits on time."""

@@ -152,6 +152,24 @@ async def test_circuit_refuses_then_lets_one_trial_through() -> None:
     assert len(take_all(f)) == 1
 
 
+async def test_the_reader_looks_further_ahead_only_while_every_site_at_hand_waits() -> None:
+    clock = Clock()
+    f = Frontier[str](policy=SitePolicy(per_site=1, robots_first=False, clock=clock), max_pending=100, min_pending=2)
+    await f.put("http://slow.test/1", "s1")
+    await f.put("http://slow.test/2", "s2")
+    f.set_rules("http://slow.test/", 5.0)
+    assert not f.wants_input()  # min_pending reached, and a request may start now
+    lease = f.poll()
+    assert lease is not None
+    assert f.wants_input()  # slow.test waits 5 s for its next turn: read on to find other sites
+    await f.put("http://fast.test/1", "f1")
+    assert not f.wants_input()  # fast.test may start now: no need to read further
+    assert f.poll() is not None
+    assert f.wants_input()
+    f.close_input()
+    assert f.wants_input()  # nobody waits for input that will not come
+
+
 async def test_put_waits_while_the_look_ahead_bound_is_full() -> None:
     clock = Clock()
     f = Frontier[str](policy=SitePolicy(per_site=1, robots_first=False, clock=clock), max_pending=2)
