@@ -309,7 +309,7 @@ class Frontier(Generic[T]):
         """
         site = domain_of(url)
         state = self._state(site)
-        if state.known and state.min_interval == max(0.0, crawl_delay or 0.0):
+        if state.known and crawl_delay == state.crawl_delay:
             return False
         self.policy.set_rules(state, crawl_delay, self._clock())
         self._schedule(site)

@@ -73,6 +73,11 @@ PACE_HOLD_S = 30.0
 PACE_DECAY = 0.99
 """After the hold, each good answer shortens the pace by 1 %: back to full speed after a few hundred good answers."""
 
+CRAWL_DELAY_MARGIN_S = 0.03
+"""Added to a ``Crawl-delay``: it is judged at the server, where a request sent on a fresh connection arrives later
+than one sent on a kept-alive connection, so two starts spaced by exactly the delay can arrive closer (24 ms
+closer was measured in Scrapy mode)."""
+
 RATE_WINDOW_S = 1.0
 """The rate a limiter let through is counted over this long before its refusal: rate limits are per second more
 often than not, and a longer window would mix in time when we sent little."""
@@ -141,8 +146,10 @@ class SiteState:
     in_flight: int = 0
     known: bool = False
     """Whether the site's robots.txt (and so its Crawl-delay) is known; until then one request at a time."""
+    crawl_delay: float | None = None
+    """The robots.txt ``Crawl-delay`` as last set."""
     min_interval: float = 0.0
-    """Seconds between two request starts (a robots.txt Crawl-delay)."""
+    """Seconds between two request starts: the ``Crawl-delay`` and a margin."""
     pace: float = 0.0
     """Seconds between two request starts learnt from a rate limiter (429/503); the larger of the two applies."""
     paced_at: float = -math.inf
@@ -325,7 +332,10 @@ class SitePolicy:
 
         The first time, the request that fetched robots.txt goes out now, so the next one waits a full delay.
         """
+        state.crawl_delay = crawl_delay
         delay = max(0.0, crawl_delay or 0.0)
+        if delay:
+            delay += CRAWL_DELAY_MARGIN_S
         if not state.known:
             state.known = True
             state.next_start = max(state.next_start, now + delay)
