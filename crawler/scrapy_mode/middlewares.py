@@ -251,9 +251,12 @@ class PolicyMiddleware:
             self._release(request)  # no attempt was made: the refusal says nothing about the site's health
             raise
         scheduler = self.scheduler
-        if scheduler is not None and scheduler.frontier.set_rules(url, crawl_delay):
-            scheduler.wake()  # the site's rules are known: more of its requests may be ready now
-        self._pace_download_slot(request, crawl_delay or 0.0)
+        spacing = crawl_delay or 0.0
+        if scheduler is not None:
+            if scheduler.frontier.set_rules(url, crawl_delay):
+                scheduler.wake()  # the site's rules are known: more of its requests may be ready now
+            spacing = scheduler.frontier.site(url).min_interval  # the Crawl-delay with the frontier's margin
+        self._pace_download_slot(request, spacing)
 
     def _pace_download_slot(self, request: Request, seconds: float) -> None:
         """Space request starts on Scrapy's download slot of the domain too (its ``delay``, without jitter).
