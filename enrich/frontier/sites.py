@@ -12,8 +12,9 @@ Signals, one site at a time (``docs/architecture.md``, "Congestion control"):
   when given (up to ``fetch.retry_after_cap_s``), else ``backoff_base_s x 2**(n-1)`` up to ``backoff_cap_s``.
   And they set the site's **pace**: a rate limiter that let ``n`` requests through in the second before it
   refused gets at most ``n`` requests a second from then on, so the requests waiting behind the backoff do not all
-  go at once and meet the limit again (5 % under it; 10 % slower again at each refusal met while keeping to it).
-  After 30 s without a refusal, each good answer makes the pace
+  go at once and meet the limit again (5 % under it; 10 % slower again at each refusal met while keeping to it, at
+  most twice as slow as the first estimate, since refusals that come whatever the pace are load shedding, which
+  the backoff answers). After 30 s without a refusal, each good answer makes the pace
   1 % faster, probing back up.
 * **Success** (any other answer, a 404 included) raises the cap additively, ``increase_step`` per cap's worth of
   successes (a congestion window, as in TCP), up to ``politeness.per_domain_concurrency``.
@@ -66,6 +67,9 @@ again at the first jitter, and every refusal costs a whole backoff."""
 
 PACE_ESCALATION = 1.1
 """A refusal while keeping to a learnt pace makes it this much slower (the margin was not enough: jitter)."""
+
+PACE_MAX_ESCALATION = 2.0
+"""At most this many times slower than an episode's first estimate."""
 
 PACE_HOLD_S = 30.0
 """A learnt pace is kept this long after the last refusal before it is probed faster again."""
@@ -154,6 +158,8 @@ class SiteState:
     """Seconds between two request starts learnt from a rate limiter (429/503); the larger of the two applies."""
     paced_at: float = -math.inf
     """When the pace was last set by a refusal."""
+    pace_base: float = 0.0
+    """The first pace of the current episode of refusals."""
     answered: deque[float] = field(default_factory=lambda: deque(maxlen=ANSWER_HISTORY))
     """Times of recent good answers."""
     next_start: float = 0.0
@@ -414,9 +420,13 @@ class SitePolicy:
         if not admitted:  # it let nothing through: no rate to keep to, the backoff alone answers that
             return
         pace = PACE_MARGIN * (now - start) / admitted
-        if state.pace and now - state.paced_at <= PACE_HOLD_S:
+        if not state.pace:
+            state.pace_base = pace  # a new episode: its first estimate bounds how slow it may get
+        elif now - state.paced_at <= PACE_HOLD_S:
             pace = max(pace, state.pace * PACE_ESCALATION)  # refused while keeping to a learnt pace: too fast still
-        pace = min(self.backoff_cap_s, pace)
+        # Refusals that come whatever the pace (a server shedding load at random) would otherwise slow the site
+        # without end; a rate limiter is met within a few steps.
+        pace = min(self.backoff_cap_s, pace, PACE_MAX_ESCALATION * state.pace_base)
         state.paced_at = now
         if pace > state.pace:
             state.pace = pace

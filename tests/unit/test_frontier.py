@@ -248,3 +248,17 @@ def test_no_pacing_without_adaptive_congestion_control() -> None:
     policy.report(state, outcome_of(429), status=429, retry_after="1")
     assert state.pace == 0.0
     assert policy.cap(state) == 8
+
+
+def test_refusals_that_come_whatever_the_pace_slow_a_site_only_so_far() -> None:
+    clock = Clock()
+    policy = SitePolicy(per_site=8, clock=clock, wall_clock=lambda: 0.0, robots_first=False)
+    state = policy.new_state("a.test")
+    for _ in range(30):  # a server that refuses one request in twenty, whatever the rate
+        for _ in range(20):
+            clock.now += 0.05
+            policy.report(state, Outcome.SUCCESS)
+        policy.report(state, outcome_of(429), status=429, retry_after="1")
+        clock.now += 1.0
+    first = 1.05 / 20
+    assert state.pace == pytest.approx(2 * first)
