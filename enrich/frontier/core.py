@@ -47,8 +47,8 @@ __all__ = ["MAX_PENDING", "MAX_PENDING_BYTES", "Frontier", "Lease"]
 T = TypeVar("T")
 
 MAX_PENDING = 50_000
-"""Queued requests before :meth:`Frontier.put` waits. A queued request costs about 0.5 KB, so this is ~25 MB at
-most, and it lets the reader look 50,000 lines ahead for sites that are ready."""
+"""Queued requests before :meth:`Frontier.put` waits, whatever happens. A queued request of the async engine costs
+about 1.6 KB (tracemalloc, 20,000 queued), so :data:`MAX_PENDING_BYTES` binds a little before this."""
 
 MIN_PENDING = 1_000
 """Queued requests always read ahead: enough for every site at hand to have a few, few enough to cost nothing."""
