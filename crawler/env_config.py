@@ -68,6 +68,7 @@ ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     # frontier
     "max_pending": ("frontier", "max_pending"),
     "max_pending_mb": ("frontier", "max_pending_mb"),
+    "max_site_pending": ("frontier", "max_site_pending"),
     # politeness
     "respect_robots": ("politeness", "respect_robots"),
     "per_domain_limit": ("politeness", "per_domain_concurrency"),

@@ -83,6 +83,12 @@ class FrontierConfig(_Frozen):
 
     max_pending: int = Field(50_000, ge=1, description="Queued URLs before reading the input pauses.")
     max_pending_mb: int = Field(64, ge=1, description="Megabytes of queued URLs before reading the input pauses.")
+    max_site_pending: int = Field(
+        1000,
+        ge=2,
+        description="URLs of one site queued in memory; while every site waits, its further URLs are read ahead "
+        "into a temporary file instead, so other sites are found.",
+    )
 
 
 class PolitenessConfig(_Frozen):

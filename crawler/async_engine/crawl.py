@@ -13,6 +13,7 @@ Its outcome goes back to the frontier (:meth:`~enrich.frontier.Frontier.release`
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from enrich.frontier import Outcome, outcome_of
 from enrich.policy import failure_message, http_error
 from enrich.record import FetchedPage, utc_now_iso
 from enrich.stages import WorkItem
-from enrich.urls import redact_url
+from enrich.urls import InputURL, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,9 +43,8 @@ if TYPE_CHECKING:
     from crawler.async_engine.fetcher import AiohttpFetcher, Answer
     from enrich.frontier import Frontier, Lease
     from enrich.policy import RetryPolicy, RobotsPolicy
-    from enrich.urls import InputURL
 
-__all__ = ["Job", "RequestRunner"]
+__all__ = ["Job", "JobCodec", "RequestRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,18 @@ class Job:
     def of(cls, entry: InputURL) -> Job:
         target, auth = split_auth(entry.fetch_url or entry.url)
         return cls(entry=entry, target=target, auth=auth, origin_auth=auth, origin=target.origin())
+
+
+class JobCodec:
+    """Spills a job not yet started (:mod:`enrich.frontier.spill`): its input entry as JSON, rebuilt on the way back."""
+
+    def encode(self, job: Job, /) -> bytes:
+        entry = job.entry
+        return json.dumps([entry.url, entry.line, entry.fetch_url, entry.priority]).encode("ascii")
+
+    def decode(self, data: bytes, /) -> Job:
+        url, line, fetch_url, priority = json.loads(data)
+        return Job.of(InputURL(url=url, line=line, fetch_url=fetch_url, priority=priority))
 
 
 class RequestRunner:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crawler.async_engine.crawl import Job, RequestRunner
+from crawler.async_engine.crawl import Job, JobCodec, RequestRunner
 from crawler.async_engine.fetcher import AiohttpFetcher
 from enrich.config import EnrichConfig, NLPConfig
 from enrich.frontier import Frontier
@@ -164,7 +164,7 @@ class AsyncEnrichmentProcessor:
         return cls(
             stages=stages if stages is not None else build_stages(config, sinks=sinks),
             fetcher=fetcher,
-            frontier=Frontier.from_config(config, clock=clock),
+            frontier=Frontier.from_config(config, spill_codec=JobCodec(), clock=clock),
             robots=robots,
             retry=RetryPolicy.from_config(config.fetch),
             max_concurrency=config.fetch.max_concurrency,
@@ -205,6 +205,7 @@ class AsyncEnrichmentProcessor:
                 try:
                     await self._run_tasks(inputs, items)
                 finally:
+                    self.frontier.close()
                     if self.robots is not None:
                         await self.robots.close()
         except Exception:

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 from typing import TYPE_CHECKING, Self
 from weakref import WeakKeyDictionary
 
 from scrapy.core.scheduler import BaseScheduler
+from scrapy.utils.request import request_from_dict
 
 from enrich.frontier import Frontier, Lease
 
@@ -80,6 +82,22 @@ def release_request(crawler: Crawler | None, request: Request | None) -> None:
         scheduler.frontier.release(lease)
 
 
+class _RequestCodec:
+    """Spills an input request not yet started (:mod:`enrich.frontier.spill`) as Scrapy serializes requests for its
+    disk queues (``Request.to_dict``), pickled; callbacks are the spider's methods, found by name on the way back."""
+
+    scheduler: FrontierScheduler | None = None
+
+    def encode(self, request: Request, /) -> bytes:
+        return pickle.dumps(request.to_dict(spider=self._spider()), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, data: bytes, /) -> Request:
+        return request_from_dict(pickle.loads(data), spider=self._spider())  # our own temporary file: trusted
+
+    def _spider(self) -> Spider | None:
+        return self.scheduler.spider if self.scheduler is not None else None
+
+
 class FrontierScheduler(BaseScheduler):
     """Scrapy's scheduler interface over a :class:`~enrich.frontier.Frontier` (see the module docstring).
 
@@ -94,6 +112,7 @@ class FrontierScheduler(BaseScheduler):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._closed = False
+        self.spider: Spider | None = None
         self.not_started = 0
         """Requests of input URLs drained unstarted when the spider closed (a stop before the end)."""
         self.interrupted = 0
@@ -103,8 +122,12 @@ class FrontierScheduler(BaseScheduler):
     def from_crawler(cls, crawler: Crawler) -> Self:
         from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports this
 
-        frontier: Frontier[Request] = Frontier.from_config(enrich_config_from_settings(crawler.settings))
+        codec = _RequestCodec()
+        frontier: Frontier[Request] = Frontier.from_config(
+            enrich_config_from_settings(crawler.settings), spill_codec=codec
+        )
         scheduler = cls(crawler, frontier)
+        codec.scheduler = scheduler
         _SCHEDULERS[crawler] = scheduler
         return scheduler
 
@@ -112,6 +135,7 @@ class FrontierScheduler(BaseScheduler):
 
     def open(self, spider: Spider) -> None:
         self._closed = False
+        self.spider = spider
 
     def close(self, reason: str) -> None:
         """Cancel the wake-up timer and drain what is still queued (a stop before the end): input requests never
@@ -131,6 +155,7 @@ class FrontierScheduler(BaseScheduler):
                 self.not_started,
                 self.interrupted,
             )
+        self.frontier.close()
         stats = self.crawler.stats
         if stats is not None:
             stats.set_value("enrich/not_started", self.not_started)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enrich.frontier.core import Frontier, Lease
 from enrich.frontier.sites import BACKOFF_STATUSES, Outcome, SitePolicy, SiteState, domain_of, outcome_of
+from enrich.frontier.spill import SpillCodec, SpillStore
 from enrich.frontier.storage import FrontierEntry, FrontierStorage, MemoryStorage
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "Outcome",
     "SitePolicy",
     "SiteState",
+    "SpillCodec",
+    "SpillStore",
     "domain_of",
     "outcome_of",
 ]

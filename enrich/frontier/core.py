@@ -34,12 +34,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from enrich.frontier.sites import Outcome, SitePolicy, SiteState, domain_of
+from enrich.frontier.spill import SpillStore
 from enrich.frontier.storage import FrontierEntry, MemoryStorage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from enrich.config import EnrichConfig
+    from enrich.frontier.spill import SpillCodec
     from enrich.frontier.storage import FrontierStorage
 
 __all__ = ["MAX_PENDING", "MAX_PENDING_BYTES", "Frontier", "Lease"]
@@ -49,6 +51,12 @@ T = TypeVar("T")
 MAX_PENDING = 50_000
 """Queued requests before :meth:`Frontier.put` waits, whatever happens. A queued request of the async engine costs
 about 1.6 KB (tracemalloc, 20,000 queued), so :data:`MAX_PENDING_BYTES` binds a little before this."""
+
+MAX_SITE_PENDING = 1_000
+"""Queued requests kept in memory per site when a spill store is given; the site's further input goes to disk."""
+
+MAX_SPILLED = 10_000_000
+"""Requests spilled to disk at most (about 1 GB); past this the reader waits like without a spill store."""
 
 MIN_PENDING = 1_000
 """Queued requests always read ahead: enough for every site at hand to have a few, few enough to cost nothing."""
@@ -100,6 +108,10 @@ class Frontier(Generic[T]):
         max_pending_bytes: queued bytes before :meth:`put` waits, whatever happens.
         min_pending: queued entries :meth:`put` always allows; beyond them it waits while some request is ready
             (:meth:`wants_input`).
+        spill: where input beyond ``max_site_pending`` queued for one site goes (on disk), so that reading ahead
+            past a long run of one slow site's URLs costs no memory; ``None`` keeps everything in memory (and the
+            reader waits at ``max_pending``).
+        max_site_pending: entries of one site kept in memory while its further input is spilled.
         max_idle_sites: site states kept once idle.
     """
 
@@ -112,6 +124,8 @@ class Frontier(Generic[T]):
         max_pending_bytes: int = MAX_PENDING_BYTES,
         min_pending: int = MIN_PENDING,
         max_idle_sites: int = MAX_IDLE_SITES,
+        spill: SpillStore[T] | None = None,
+        max_site_pending: int = MAX_SITE_PENDING,
     ) -> None:
         if max_pending < 1 or max_pending_bytes < 1:
             raise ValueError("max_pending and max_pending_bytes must be at least 1")
@@ -120,6 +134,8 @@ class Frontier(Generic[T]):
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
         self.min_pending = min(min_pending, max_pending)
+        self.spill = spill
+        self.max_site_pending = max(2, max_site_pending)
         self.max_idle_sites = max_idle_sites
         self._clock: Callable[[], float] = policy.clock
         self._sites: dict[str, SiteState] = {}
@@ -140,8 +156,10 @@ class Frontier(Generic[T]):
         self._room = asyncio.Event()
         self._room.set()
         self.counts: Counter[str] = Counter()
-        """``added``, ``pushed`` (retries and hops), ``started``, ``refused``, ``drained``."""
+        """``added``, ``pushed`` (retries and hops), ``started``, ``refused``, ``drained``, ``spilled``."""
         self.peak_pending = 0
+        self.peak_in_memory = 0
+        """The most entries queued in memory at once (spilled ones not counted)."""
 
     @classmethod
     def from_config(
@@ -149,9 +167,14 @@ class Frontier(Generic[T]):
         config: EnrichConfig,
         *,
         storage: FrontierStorage[T] | None = None,
+        spill_codec: SpillCodec[T] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> Frontier[T]:
+        """The frontier of a run; with ``spill_codec``, input read ahead past ``frontier.max_site_pending`` queued
+        URLs of one site is spilled to a temporary file (:mod:`enrich.frontier.spill`)."""
         return cls(
+            spill=SpillStore(spill_codec) if spill_codec is not None else None,
+            max_site_pending=config.frontier.max_site_pending,
             policy=SitePolicy.from_config(config, clock=clock),
             storage=storage,
             max_pending=config.frontier.max_pending,
@@ -167,8 +190,8 @@ class Frontier(Generic[T]):
 
     @property
     def pending(self) -> int:
-        """Requests queued (delayed retries included), not in flight."""
-        return len(self.storage) + len(self._delayed)
+        """Requests queued (delayed retries and spilled input included), not in flight."""
+        return len(self.storage) + len(self._delayed) + (len(self.spill) if self.spill is not None else 0)
 
     @property
     def in_flight(self) -> int:
@@ -197,9 +220,11 @@ class Frontier(Generic[T]):
         """
         if not self._input_open:
             return True  # nothing more will be read: let any waiter go
-        if not self.has_room():
+        if self.has_room() and len(self.storage) < self.min_pending:
+            return True
+        if self._ready_now():
             return False
-        return len(self.storage) < self.min_pending or not self._ready_now()
+        return self.has_room() or (self.spill is not None and len(self.spill) < MAX_SPILLED)
 
     def _ready_now(self) -> bool:
         self._promote(self._clock())
@@ -241,6 +266,13 @@ class Frontier(Generic[T]):
             from_input=from_input,
         )
         site = domain_of(url)
+        if from_input and self._spills(site):
+            assert self.spill is not None
+            self.spill.push(site, entry)
+            self.counts["added"] += 1
+            self.counts["spilled"] += 1
+            self.peak_pending = max(self.peak_pending, self.pending)
+            return
         self._pending_bytes += entry.size
         self._queued_at[entry.seq] = self._clock()
         if from_input:
@@ -250,7 +282,26 @@ class Frontier(Generic[T]):
         else:
             self._enqueue(site, entry)
         self.peak_pending = max(self.peak_pending, self.pending)
+        self.peak_in_memory = max(self.peak_in_memory, len(self.storage))
         self._changed.set()
+
+    def _spills(self, site: str) -> bool:
+        """Whether an input entry of ``site`` goes to disk: the site has its share in memory already (or earlier
+        entries on disk, which must come back first), or memory is full and the site has something queued."""
+        if self.spill is None:
+            return False
+        queued = self.storage.count(site)
+        return queued >= self.max_site_pending or self.spill.count(site) > 0 or (queued > 0 and not self.has_room())
+
+    def _refill(self, site: str) -> None:
+        """Bring a site's spilled entries back, oldest first, once its queue in memory is half drained."""
+        if self.spill is None or not self.spill.count(site) or self.storage.count(site) >= self.max_site_pending // 2:
+            return
+        now = self._clock()
+        for entry in self.spill.pop(site, self.max_site_pending // 2):
+            self._pending_bytes += entry.size
+            self._queued_at[entry.seq] = now
+            self.storage.push(site, entry)
 
     def _enqueue(self, site: str, entry: FrontierEntry[T]) -> None:
         self.storage.push(site, entry)
@@ -339,6 +390,7 @@ class Frontier(Generic[T]):
             entry = self.storage.pop(site)
             if entry is None:
                 continue
+            self._refill(site)
             self._forget(entry)
             waited = now - self._queued_at.pop(entry.seq, now)
             refusal = self.policy.refusal(state, now)
@@ -427,9 +479,19 @@ class Frontier(Generic[T]):
             self._forget(entry)
             self._queued_at.pop(entry.seq, None)
             yield entry.payload
+        if self.spill is not None:
+            for payload in self.spill.drain():
+                self.counts["drained"] += 1
+                yield payload
         self._ready.clear()
         self._timed.clear()
         self._changed.set()
+
+    def close(self) -> None:
+        """Delete the spill file, if any (at the end of a run)."""
+        if self.spill is not None:
+            self.spill.close()
+            self.spill = None
 
     def circuit(self, site: str) -> str:
         """The circuit state of ``site`` (a URL or host): ``closed``, ``open`` or ``half-open``."""
@@ -444,6 +506,7 @@ class Frontier(Generic[T]):
         return {
             **self.counts,
             "peak_pending": self.peak_pending,
+            "peak_in_memory": self.peak_in_memory,
             "sites": len(sites),
             "peak_in_flight_per_site": max((s.peak_in_flight for s in sites), default=0),
             "backoffs": sum(s.backoffs for s in sites),

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from enrich.config import EnrichConfig
-from enrich.frontier import Frontier, Outcome, SitePolicy, outcome_of
+from enrich.frontier import Frontier, Outcome, SitePolicy, SpillStore, outcome_of
 from enrich.frontier.sites import CRAWL_DELAY_MARGIN_S
 
 
@@ -262,3 +262,51 @@ def test_refusals_that_come_whatever_the_pace_slow_a_site_only_so_far() -> None:
         clock.now += 1.0
     first = 1.05 / 20
     assert state.pace == pytest.approx(2 * first)
+
+
+class TextCodec:
+    def encode(self, payload: str, /) -> bytes:
+        return payload.encode()
+
+    def decode(self, data: bytes, /) -> str:
+        return data.decode()
+
+
+async def test_a_long_run_of_one_slow_sites_urls_is_spilled_and_comes_back_in_order() -> None:
+    clock = Clock()
+    f = Frontier[str](
+        policy=SitePolicy(per_site=1, robots_first=False, clock=clock),
+        max_pending=6,
+        min_pending=2,
+        spill=SpillStore(TextCodec()),
+        max_site_pending=4,
+    )
+    try:
+        f.set_rules("http://slow.test/", 1.0)
+        first = f.poll()
+        assert first is None
+        for n in range(20):
+            await asyncio.wait_for(f.put(f"http://slow.test/{n}", f"s{n}"), 1)
+            if n == 0:
+                lease = f.poll()  # the slow site's first request goes; the next waits a second
+                assert lease is not None
+                f.release(lease, Outcome.SUCCESS)
+        assert f.storage.count("slow.test") == 4  # its share in memory, the rest on disk
+        assert f.spill is not None
+        assert f.spill.count("slow.test") == 15
+        assert f.wants_input()  # every site at hand waits: read on
+        await asyncio.wait_for(f.put("http://fast.test/1", "f1"), 1)
+        assert not f.wants_input()
+        assert take_all(f) == ["f1"]  # found and fetched while the slow site waits
+        taken = []
+        while len(taken) < 19:
+            clock.now += 1.1
+            lease = f.poll()
+            assert lease is not None
+            taken.append(lease.payload)
+            f.release(lease, Outcome.SUCCESS)
+        assert taken == [f"s{n}" for n in range(1, 20)]
+        assert f.pending == 0
+        assert f.stats()["spilled"] == 15
+    finally:
+        f.close()
