@@ -165,7 +165,7 @@ def format_summary(figures: dict[str, Any], *, title: str = "Summary", extra: di
     add("Avg fetch", "avg_fetch_ms", "{:.0f} ms")
     add("Avg process", "avg_process_ms", "{:.0f} ms")
     add("Bytes fetched", "bytes_fetched", "{:,}")
-    add("Concurrency", "concurrency")
+    add("Peak in flight", "peak_in_flight")
     for name, count in (figures.get("errors_by_type") or {}).items():
         rows.append((f"Error {name}", str(count)))
     for label, value in (extra or {}).items():
