@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from crawler.async_engine.fetcher import (
+    TRANSPORT_ERRORS,
     RedirectProblem,
     describe_error,
     follow_location,
@@ -47,15 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["Job", "JobCodec", "RequestRunner"]
 
 logger = logging.getLogger(__name__)
-
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientConnectionError,
-    aiohttp.ClientPayloadError,
-    TimeoutError,
-    OSError,
-)
-"""Errors of the connection itself, which a new attempt may not meet. Other ``ClientError`` s give the same answer
-every time, so they are final at once."""
 
 
 @dataclass(slots=True)
@@ -153,7 +145,7 @@ class RequestRunner:
             self.fetcher.remember_blocked(exc)
             exc.url = job.entry.url
             return self._error(job, exc)
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             reason = describe_error(exc, timeout_s=self.timeout_s, max_redirects=self.max_redirects)
             timed_out = isinstance(exc, TimeoutError)
             self.frontier.release(lease, outcome_of(None, timed_out=timed_out), reason=reason)

@@ -31,7 +31,17 @@ if TYPE_CHECKING:
 
     from enrich.config import FetchConfig, PolitenessConfig
 
-__all__ = ["REDIRECT_STATUSES", "AiohttpFetcher", "Answer", "RedirectProblem", "describe_error", "translate_error"]
+__all__ = [
+    "REDIRECT_STATUSES",
+    "TRANSPORT_ERRORS",
+    "AiohttpFetcher",
+    "Answer",
+    "RedirectProblem",
+    "describe_error",
+    "follow_location",
+    "split_auth",
+    "translate_error",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +62,7 @@ MAX_LOCATION_CHARS = 500
 MAX_BLOCKED_HOSTS = 10_000
 """Hosts remembered as refused while fetching their robots.txt (so their URLs get the address refusal)."""
 
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     aiohttp.ClientConnectionError,
     aiohttp.ClientPayloadError,
     TimeoutError,
@@ -122,7 +132,7 @@ def _quote_location(location: str) -> str:
     return text if len(text) <= MAX_LOCATION_CHARS else text[:MAX_LOCATION_CHARS] + "..."
 
 
-def _split_auth(target: str) -> tuple[URL, dict[str, str] | None]:
+def split_auth(target: str) -> tuple[URL, dict[str, str] | None]:
     """The URL without ``user:password@`` and the ``Authorization`` header they stand for (sent to that origin
     only, so credentials never reach the host an open redirect points to)."""
     url = URL(target)
@@ -153,11 +163,6 @@ def follow_location(current: URL, location: str, status: int, *, redirects: int,
     if not valid:
         raise RedirectProblem(f"Invalid redirect URL: {_quote_location(location)}", status=status)
     return target
-
-
-def split_auth(target: str) -> tuple[URL, dict[str, str] | None]:
-    """The URL without ``user:password@`` and the ``Authorization`` header they stand for."""
-    return _split_auth(target)
 
 
 @dataclass(slots=True)
