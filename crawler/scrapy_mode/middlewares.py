@@ -44,9 +44,10 @@ from twisted.internet.error import TimeoutError as TxTimeoutError
 from crawler.scrapy_mode.scheduler import CIRCUIT_META, LEASE_META, RETRY_AT_META, scheduler_of
 from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError
 from enrich.frontier import Lease, domain_of, outcome_of
-from enrich.policy import RetryPolicy, failure_message
+from enrich.policy import RetryPolicy, failure_message, http_error
 from enrich.policy.addresses import AddressPolicy, address_kind
 from enrich.policy.robots import RobotsPolicy
+from enrich.stages import WorkItem
 from enrich.urls import redact_url
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ __all__ = [
     "PolicyMiddleware",
     "SizeCapMiddleware",
     "attempts_of",
+    "stopped_record",
 ]
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,12 @@ ROBOTS_MAX_REDIRECTS = 5
 
 DOWNLOAD_SLOT_META = "download_slot"
 """Scrapy's request meta key naming the download slot (``Downloader.DOWNLOAD_SLOT``)."""
+
+LAST_STATUS_META = "enrich_last_status"
+"""Request meta key of a retry: the status of the answer it retries (its record if the run stops first)."""
+
+LAST_REASON_META = "enrich_last_reason"
+"""Request meta key of a retry: the transport failure it retries, worded for a record."""
 
 RETRY_AFTER_META = "enrich_retry_after"
 """Request meta key: the ``Retry-After`` header of the answer that is being retried."""
@@ -407,6 +415,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
     def process_response(self, request: Request, response: Response) -> Request | Response:  # type: ignore[override]
         header = response.headers.get("Retry-After")
         retry_after = header.decode("latin-1") if header is not None else None
+        request.meta[LAST_STATUS_META] = response.status  # a retry copies it: its record if the run stops first
+        request.meta.pop(LAST_REASON_META, None)
         if retry_after is not None:
             request.meta[RETRY_AFTER_META] = retry_after
         if self._would_retry(request, response.status):
@@ -425,12 +435,35 @@ class BackoffRetryMiddleware(RetryMiddleware):
 
     def _retry(self, request: Request, reason: str | Exception | type[Exception]) -> Request | None:
         retry = super()._retry(request, reason)
+        if retry is not None and isinstance(reason, Exception):
+            from crawler.scrapy_mode.spiders.enrich import failure_reason  # deferred: the spider imports this module
+
+            retry.meta.pop(LAST_STATUS_META, None)
+            retry.meta[LAST_REASON_META] = failure_reason(reason, url=request.url, config=_run_config(self.crawler))
         if retry is not None:
             delay = self.retry.delay(retry.meta.get("retry_times", 1), retry.meta.pop(RETRY_AFTER_META, None))
             # on time.monotonic, the frontier's clock: FrontierScheduler queues the retry until then
             retry.meta[RETRY_AT_META] = time.monotonic() + delay
         request.meta.pop(RETRY_AFTER_META, None)
         return retry
+
+
+def stopped_record(request: Request, *, engine: str) -> WorkItem:
+    """The record of a request that started but was still queued when the run stopped: the answer or failure its
+    waiting retry was for, or, for a redirect hop, that the redirect was not followed (as the async engine words
+    them)."""
+    url = _input_url(request)
+    attempts = max(1, attempts_of(request.meta) - 1)  # the attempts made; the queued one was not
+    status = request.meta.get(LAST_STATUS_META)
+    reason = request.meta.get(LAST_REASON_META)
+    if isinstance(status, int):
+        error = http_error(status, attempts=attempts)
+        return WorkItem.from_error(url, error, engine=engine, attempts=attempts, status=status)
+    if isinstance(reason, str):
+        return WorkItem.from_error(
+            url, FetchError(failure_message(attempts, reason), url=url, attempts=attempts), engine=engine
+        )
+    return WorkItem.from_error(url, FetchError("Run stopped before following a redirect", url=url), engine=engine)
 
 
 class SizeCapMiddleware:

@@ -178,6 +178,7 @@ class SinkPipeline(StagePipeline):
         return done
 
     async def close_spider(self) -> None:
+        await self._write_stopped()
         try:
             await super().close_spider()
         except SinkError as exc:
@@ -198,6 +199,25 @@ class SinkPipeline(StagePipeline):
             if self._stats_file is not None:
                 await asyncio.to_thread(_write_json, self._stats_file, self.stats.to_dict())
                 logger.info("Stats written to %s", self._stats_file)
+
+    async def _write_stopped(self) -> None:
+        """A run that stops early: URLs whose retry or redirect hop was still queued get the record of their last
+        outcome, as in the async engine; URLs never started are counted (``not_started``)."""
+        from crawler.scrapy_mode.middlewares import stopped_record  # deferred: see _run_config
+        from crawler.scrapy_mode.scheduler import scheduler_of
+
+        scheduler = scheduler_of(self._crawler)
+        if scheduler is None:
+            return
+        for request in scheduler.drain():
+            if self._sink_error is not None:
+                scheduler.interrupted += 1
+                continue
+            try:
+                await self.process_item(stopped_record(request, engine=ENGINE))
+            except DropItem:
+                scheduler.interrupted += 1
+        self.stats.extra["not_started"] = scheduler.not_started
 
     def _fail(self, exc: SinkError) -> None:
         """Remember the first sink failure, log it, and mark the run failed for the exit status."""

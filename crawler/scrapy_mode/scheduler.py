@@ -138,16 +138,12 @@ class FrontierScheduler(BaseScheduler):
         self.spider = spider
 
     def close(self, reason: str) -> None:
-        """Cancel the wake-up timer and drain what is still queued (a stop before the end): input requests never
-        started are counted as not started, waiting retries and redirect hops as interrupted."""
+        """Cancel the wake-up timer and drain what is still queued (a stop before the end; the sink pipeline drained
+        it already unless the output failed): input requests never started are counted as not started, waiting
+        retries and redirect hops left over as interrupted."""
         self._closed = True
         self._cancel_timer()
-        self.frontier.close_input()
-        for request in self.frontier.drain():
-            if request.meta.get("retry_times") or request.meta.get("redirect_times"):
-                self.interrupted += 1
-            else:
-                self.not_started += 1
+        self.interrupted += len(self.drain())
         if self.not_started or self.interrupted:
             logger.info(
                 "spider closed (%s): %d queued URLs not started, %d retries or redirects not made",
@@ -160,6 +156,19 @@ class FrontierScheduler(BaseScheduler):
         if stats is not None:
             stats.set_value("enrich/not_started", self.not_started)
             stats.set_value("enrich/interrupted", self.interrupted)
+
+    def drain(self) -> list[Request]:
+        """Take everything still queued out of the frontier (the run is stopping): input requests never started are
+        counted as not started; the started ones (a retry waiting for its time, a redirect hop) are returned, for
+        records of their last outcome."""
+        self.frontier.close_input()
+        started = []
+        for request in self.frontier.drain():
+            if request.meta.get("retry_times") or request.meta.get("redirect_times"):
+                started.append(request)
+            else:
+                self.not_started += 1
+        return started
 
     def has_pending_requests(self) -> bool:
         # requests in flight are Scrapy's downloader's to track; queued ones (delayed retries included) are ours

@@ -37,14 +37,16 @@ def sites() -> Iterator[dict[str, str]]:
         yield urls
 
 
-def start_crawl(tmp_path: Path, sites: dict[str, str]) -> tuple[subprocess.Popen[str], Path, Path, Path]:
+def start_crawl(
+    tmp_path: Path, sites: dict[str, str], *, extra: tuple[str, ...] = (), retries: int = 0
+) -> tuple[subprocess.Popen[str], Path, Path, Path]:
     pages = [f"{sites['127.0.0.1']}/page/{n}" for n in range(PAGES)]
     trickles = [f"{sites['127.0.0.2']}/trickle?seconds=60&n={n}" for n in range(TRICKLES)]
     input_file, config_file = tmp_path / "urls.txt", tmp_path / "config.yml"
     output, stats_file, log = tmp_path / "out.jsonl", tmp_path / "stats.json", tmp_path / "crawl.log"
-    input_file.write_text("\n".join(pages + trickles) + "\n", encoding="utf-8")
+    input_file.write_text("\n".join([*pages, *trickles, *extra]) + "\n", encoding="utf-8")
     config = {
-        "fetch": {"timeout_s": TIMEOUT_S, "retries": 0},
+        "fetch": {"timeout_s": TIMEOUT_S, "retries": retries},
         "politeness": {"max_crawl_delay_s": 0.05},
         "nlp": {"enabled": False},
         "output": {"batch_size": 2},
@@ -113,3 +115,30 @@ def test_second_signal_stops_at_once(tmp_path: Path, sites: dict[str, str]) -> N
     assert time.monotonic() - sent < 5, "the second signal must not wait for the downloads in flight"
     records = read_lines(output)
     assert 2 <= len(records) <= PAGES + TRICKLES
+
+
+def test_a_retry_waiting_at_the_stop_gets_its_last_answer_as_its_record(tmp_path: Path, sites: dict[str, str]) -> None:
+    """A URL whose retry waits in the frontier (here: 429 with Retry-After: 1, again and again) when the run stops
+    gets the record of its last answer, as in the async engine, not nothing."""
+    limited = f"{sites['127.0.0.2']}/rate-limited?n=1000&key={tmp_path.name}"
+    process, output, stats_file, _log = start_crawl(tmp_path, sites, extra=(limited,), retries=20)
+    try:
+        wait_mid_crawl(output, process, records=PAGES - 1)
+        time.sleep(1.5)  # at least one 429 answered, its retry waiting
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=TIMEOUT_S + 15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    records = {str(r["url"]): r for r in read_lines(output)}
+    record = records[limited]
+    assert record["status"] == 429
+    error = record["error"]
+    assert isinstance(error, dict)
+    assert error["type"] == "HTTPError"
+    assert "HTTP 429 Too Many Requests" in str(error["message"])
+    assert isinstance(record["attempts"], int)
+    assert record["attempts"] >= 1
+    stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    assert stats["processed"] == len(records)
