@@ -41,6 +41,7 @@ from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.error import TCPTimedOutError
 from twisted.internet.error import TimeoutError as TxTimeoutError
 
+from crawler.scrapy_mode.pipelines import ENGINE
 from crawler.scrapy_mode.scheduler import CIRCUIT_META, LEASE_META, RETRY_AT_META, scheduler_of
 from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError
 from enrich.frontier import Lease, domain_of, outcome_of
@@ -69,7 +70,7 @@ __all__ = [
     "PolicyMiddleware",
     "SizeCapMiddleware",
     "attempts_of",
-    "stopped_record",
+    "last_outcome_record",
 ]
 
 logger = logging.getLogger(__name__)
@@ -123,11 +124,14 @@ class FetchAborted(IgnoreRequest):
 
     Args:
         error: the error of the URL's record.
+        record: the record to write instead, when the URL has a better one (a retry refused by an open circuit
+            keeps the answer it retried, as in the async engine).
     """
 
-    def __init__(self, error: FetchError) -> None:
+    def __init__(self, error: FetchError, *, record: WorkItem | None = None) -> None:
         super().__init__(str(error))
         self.error = error
+        self.record = record
 
 
 def attempts_of(meta: dict[str, Any]) -> int:
@@ -244,7 +248,9 @@ class PolicyMiddleware:
             return
         refusal = request.meta.pop(CIRCUIT_META, None)
         if isinstance(refusal, str):  # the frontier refused it: the site's circuit is open; no slot is held
-            raise FetchAborted(CircuitOpenError(refusal, url=_input_url(request), domain=domain_of(request.url)))
+            circuit = CircuitOpenError(refusal, url=_input_url(request), domain=domain_of(request.url))
+            retried = LAST_STATUS_META in request.meta or LAST_REASON_META in request.meta
+            raise FetchAborted(circuit, record=last_outcome_record(request, engine=ENGINE) if retried else None)
         url = request.url
         # a redirect hop inherits the meta of the request it came from, download slot included: put it in the slot
         # of its own host, so that slot's pacing applies to it
@@ -448,10 +454,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return retry
 
 
-def stopped_record(request: Request, *, engine: str) -> WorkItem:
-    """The record of a request that started but was still queued when the run stopped: the answer or failure its
-    waiting retry was for, or, for a redirect hop, that the redirect was not followed (as the async engine words
-    them)."""
+def last_outcome_record(request: Request, *, engine: str) -> WorkItem:
+    """The record of a started request that will not be made: the answer or failure its retry was for (the run
+    stopped, or the site's circuit opened while it waited), or, for a redirect hop, that the redirect was not
+    followed (as the async engine words them)."""
     url = _input_url(request)
     attempts = max(1, attempts_of(request.meta) - 1)  # the attempts made; the queued one was not
     status = request.meta.get(LAST_STATUS_META)

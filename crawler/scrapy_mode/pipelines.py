@@ -203,7 +203,7 @@ class SinkPipeline(StagePipeline):
     async def _write_stopped(self) -> None:
         """A run that stops early: URLs whose retry or redirect hop was still queued get the record of their last
         outcome, as in the async engine; URLs never started are counted (``not_started``)."""
-        from crawler.scrapy_mode.middlewares import stopped_record  # deferred: see _run_config
+        from crawler.scrapy_mode.middlewares import last_outcome_record  # deferred: see _run_config
         from crawler.scrapy_mode.scheduler import scheduler_of
 
         scheduler = scheduler_of(self._crawler)
@@ -214,7 +214,7 @@ class SinkPipeline(StagePipeline):
                 scheduler.interrupted += 1
                 continue
             try:
-                await self.process_item(stopped_record(request, engine=ENGINE))
+                await self.process_item(last_outcome_record(request, engine=ENGINE))
             except DropItem:
                 scheduler.interrupted += 1
         self.stats.extra["not_started"] = scheduler.not_started

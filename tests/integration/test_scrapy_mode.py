@@ -533,3 +533,38 @@ def test_frontier_scheduler_orders_by_priority_and_holds_retries() -> None:
     assert LEASE_META not in refused.meta
     scheduler.close("finished")  # drains: the waiting retry is interrupted, the capped input request not started
     assert (scheduler.not_started, scheduler.interrupted, len(scheduler)) == (1, 1, 0)
+
+
+def test_last_outcome_record_of_a_queued_retry_or_hop() -> None:
+    """What a started URL that is not fetched again writes (stopped run, open circuit): its last answer or failure,
+    worded as the async engine words it."""
+    from scrapy import Request
+
+    from crawler.scrapy_mode.middlewares import (
+        INPUT_URL_META,
+        LAST_REASON_META,
+        LAST_STATUS_META,
+        last_outcome_record,
+    )
+
+    url = "http://a.test/x"
+    answered = Request(url, meta={INPUT_URL_META: url, "retry_times": 2, LAST_STATUS_META: 503})
+    record = last_outcome_record(answered, engine="scrapy").record
+    assert (record.status, record.attempts) == (503, 2)
+    assert record.error is not None
+    assert (record.error.type, record.error.message) == (
+        "HTTPError",
+        "Fetch failed after 2 attempts: HTTP 503 Service Unavailable",
+    )
+    failed = Request(url, meta={INPUT_URL_META: url, "retry_times": 1, LAST_REASON_META: "Connection refused"})
+    record = last_outcome_record(failed, engine="scrapy").record
+    assert record.error is not None
+    assert (record.error.type, record.error.message) == (
+        "FetchError",
+        "Fetch failed after 1 attempt: Connection refused",
+    )
+    hop = Request("http://b.test/y", meta={INPUT_URL_META: url, "redirect_times": 1})
+    record = last_outcome_record(hop, engine="scrapy").record
+    assert record.url == url
+    assert record.error is not None
+    assert record.error.message == "Run stopped before following a redirect"

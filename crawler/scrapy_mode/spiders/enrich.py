@@ -431,6 +431,8 @@ class EnrichSpider(Spider):
         release_request(self.crawler, request)  # a safety net: the middleware has released it
         meta: dict[str, Any] = request.meta if request is not None else {}
         url: str = meta.get(INPUT_URL_META, request.url if request is not None else "(unknown)")
+        if isinstance(failure.value, FetchAborted) and failure.value.record is not None:
+            return [failure.value.record]  # e.g. a retry refused by an open circuit keeps the answer it retried
         if isinstance(failure.value, HttpError):  # only when HTTPERROR_ALLOW_ALL is turned off
             response = failure.value.response
             return [
