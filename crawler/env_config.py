@@ -69,6 +69,7 @@ ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     "max_pending": ("frontier", "max_pending"),
     "max_pending_mb": ("frontier", "max_pending_mb"),
     "max_site_pending": ("frontier", "max_site_pending"),
+    "max_lookahead": ("frontier", "max_lookahead"),
     # politeness
     "respect_robots": ("politeness", "respect_robots"),
     "per_domain_limit": ("politeness", "per_domain_concurrency"),

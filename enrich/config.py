@@ -89,6 +89,12 @@ class FrontierConfig(_Frozen):
         description="URLs of one site queued in memory; while every site waits, its further URLs are read ahead "
         "into a temporary file instead, so other sites are found.",
     )
+    max_lookahead: int = Field(
+        1_000_000,
+        ge=1,
+        description="URLs read ahead in a row, while every site waits, without finding a new site, before the "
+        "search gives up (a one-site list would otherwise be read to its end into the temporary file).",
+    )
 
 
 class PolitenessConfig(_Frozen):

@@ -58,6 +58,9 @@ MAX_SITE_PENDING = 1_000
 MAX_SPILLED = 10_000_000
 """Requests spilled to disk at most (about 1 GB); past this the reader waits like without a spill store."""
 
+MAX_PROBE = 1_000_000
+"""Default of ``max_probe``: a million URLs of one site in a row (about 100 MB of spill file) are searched past."""
+
 MIN_PENDING = 1_000
 """Queued requests always read ahead: enough for every site at hand to have a few, few enough to cost nothing."""
 
@@ -112,6 +115,8 @@ class Frontier(Generic[T]):
             past a long run of one slow site's URLs costs no memory; ``None`` keeps everything in memory (and the
             reader waits at ``max_pending``).
         max_site_pending: entries of one site kept in memory while its further input is spilled.
+        max_probe: entries read ahead in a row while nothing may start, none of them of a new site, before the
+            search gives up (until a new site turns up or memory has room).
         max_idle_sites: site states kept once idle.
     """
 
@@ -126,6 +131,7 @@ class Frontier(Generic[T]):
         max_idle_sites: int = MAX_IDLE_SITES,
         spill: SpillStore[T] | None = None,
         max_site_pending: int = MAX_SITE_PENDING,
+        max_probe: int = MAX_PROBE,
     ) -> None:
         if max_pending < 1 or max_pending_bytes < 1:
             raise ValueError("max_pending and max_pending_bytes must be at least 1")
@@ -136,6 +142,10 @@ class Frontier(Generic[T]):
         self.min_pending = min(min_pending, max_pending)
         self.spill = spill
         self.max_site_pending = max(2, max_site_pending)
+        self.max_probe = max_probe
+        """Entries read ahead in a row, while nothing could start, without finding a new site, before giving up."""
+        self._probe = 0
+        self._looking_ahead = False
         self.max_idle_sites = max_idle_sites
         self._clock: Callable[[], float] = policy.clock
         self._sites: dict[str, SiteState] = {}
@@ -175,6 +185,7 @@ class Frontier(Generic[T]):
         return cls(
             spill=SpillStore(spill_codec) if spill_codec is not None else None,
             max_site_pending=config.frontier.max_site_pending,
+            max_probe=config.frontier.max_lookahead,
             policy=SitePolicy.from_config(config, clock=clock),
             storage=storage,
             max_pending=config.frontier.max_pending,
@@ -216,15 +227,19 @@ class Frontier(Generic[T]):
 
         Up to ``min_pending`` queued entries, always (within the bound); beyond that only while no queued request
         may start now: every site at hand waits (``Crawl-delay``, backoff, cap), so reading further is the only
-        way to find work. A healthy crawl thus holds few entries, and a stalled one reads ahead to the bound.
+        way to find work. A healthy crawl thus holds few entries, and a stalled one reads ahead to the bound. Such a
+        search gives up after ``max_probe`` entries in a row that found no new site (a one-site list would
+        otherwise be read to its end into the spill file while its site is at its cap).
         """
+        self._looking_ahead = False
         if not self._input_open:
             return True  # nothing more will be read: let any waiter go
         if self.has_room() and len(self.storage) < self.min_pending:
             return True
-        if self._ready_now():
+        if self._ready_now() or self._probe >= self.max_probe:
             return False
-        return self.has_room() or (self.spill is not None and len(self.spill) < MAX_SPILLED)
+        self._looking_ahead = self.has_room() or (self.spill is not None and len(self.spill) < MAX_SPILLED)
+        return self._looking_ahead
 
     def _ready_now(self) -> bool:
         self._promote(self._clock())
@@ -266,6 +281,17 @@ class Frontier(Generic[T]):
             from_input=from_input,
         )
         site = domain_of(url)
+        if from_input:
+            state = self._sites.get(site)
+            known = (
+                self.storage.count(site) > 0
+                or (state is not None and state.in_flight > 0)
+                or (self.spill is not None and self.spill.count(site) > 0)
+            )
+            if not known:
+                self._probe = 0  # a new site: looking ahead pays, go on
+            elif self._looking_ahead:
+                self._probe += 1
         if from_input and self._spills(site):
             assert self.spill is not None
             self.spill.push(site, entry)

@@ -247,7 +247,7 @@ async def test_body_over_size_cap_is_truncated(site: ServerThread) -> None:
 
 async def test_streamed_large_input_gives_one_record_per_url(site: ServerThread) -> None:
     total = 2000
-    config = BASE.replace(frontier={"max_pending": 100})
+    config = BASE.replace(frontier={"max_pending": 100, "max_lookahead": 100})
     processor = AsyncEnrichmentProcessor.from_config(config, sinks=[sink := MemorySink()], progress_interval_s=0)
     lead = 0
 
@@ -265,9 +265,12 @@ async def test_streamed_large_input_gives_one_record_per_url(site: ServerThread)
     assert stats.processed == total
     assert stats.failed == total // 100
     assert stats.errors_by_type == {"InvalidURLError": total // 100}
-    # the producer never runs far ahead of the stages: the frontier's look-ahead, the item queue and the tasks
-    # in between bound the lead
-    bound = processor.frontier.max_pending + processor.queue_size + processor.max_concurrency + processor.stage_workers
+    # the producer never runs far ahead of the stages: the frontier's look-ahead (in memory, and while the one site
+    # is at its cap, a bounded search for other sites into the spill file), the item queue and the tasks in between
+    # bound the lead
+    frontier = processor.frontier
+    bound = frontier.max_pending + frontier.max_probe + processor.queue_size + processor.max_concurrency
+    bound += processor.stage_workers
     assert lead <= bound + 2 < total
     assert processor.peak_active <= BASE.fetch.max_concurrency
 

@@ -280,6 +280,7 @@ async def test_a_long_run_of_one_slow_sites_urls_is_spilled_and_comes_back_in_or
         min_pending=2,
         spill=SpillStore(TextCodec()),
         max_site_pending=4,
+        max_probe=100,
     )
     try:
         f.set_rules("http://slow.test/", 1.0)
@@ -308,5 +309,30 @@ async def test_a_long_run_of_one_slow_sites_urls_is_spilled_and_comes_back_in_or
         assert taken == [f"s{n}" for n in range(1, 20)]
         assert f.pending == 0
         assert f.stats()["spilled"] == 15
+    finally:
+        f.close()
+
+
+async def test_the_search_for_other_sites_gives_up_after_max_probe_entries_of_known_ones() -> None:
+    clock = Clock()
+    f = Frontier[str](
+        policy=SitePolicy(per_site=1, robots_first=False, clock=clock),
+        max_pending=4,
+        min_pending=1,
+        spill=SpillStore(TextCodec()),
+        max_site_pending=2,
+        max_probe=5,
+    )
+    try:
+        await f.put("http://one.test/0", "0")
+        assert f.poll() is not None  # the only site is at its cap: nothing may start
+        read = 0
+        while f.wants_input() and read < 50:
+            read += 1
+            await asyncio.wait_for(f.put(f"http://one.test/{read}", str(read)), 1)
+        assert read == 1 + 5  # one to keep min_pending queued, then five in a row of the same site: give up
+        f.add("http://two.test/0", "x")  # a new site (e.g. read while memory had room) starts a new search
+        f.poll()
+        assert f.wants_input()
     finally:
         f.close()
