@@ -26,12 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from crawler.scrapy_mode.middlewares import (
-    BackoffRetryMiddleware,
-    CappedHttpCompressionMiddleware,
-    PolicyMiddleware,
-    SizeCapMiddleware,
-)
+from crawler.scrapy_mode.bodies import CappedHttpCompressionMiddleware, SizeCapMiddleware
+from crawler.scrapy_mode.middlewares import BackoffRetryMiddleware, PolicyMiddleware
 from crawler.scrapy_mode.pipelines import ExtractPipeline, NLPPipeline, SinkPipeline
 from crawler.scrapy_mode.scheduler import FrontierScheduler
 from enrich.config import EnrichConfig, load_config
@@ -249,8 +245,8 @@ def scrapy_settings_for(config: EnrichConfig) -> dict[str, Any]:
     ``fetch.per_host_limit`` (when set): the frontier's largest per-site cap (a site's cap adapts below it), kept
     as Scrapy's upper bound too. Scrapy's download slots are keyed by host name, which is the frontier's site.
 
-    ``DOWNLOAD_MAXSIZE`` is 0: :class:`~crawler.scrapy_mode.middlewares.SizeCapMiddleware` and
-    :class:`~crawler.scrapy_mode.middlewares.CappedHttpCompressionMiddleware` cut bodies at
+    ``DOWNLOAD_MAXSIZE`` is 0: :class:`~crawler.scrapy_mode.bodies.SizeCapMiddleware` and
+    :class:`~crawler.scrapy_mode.bodies.CappedHttpCompressionMiddleware` cut bodies at
     ``max_response_bytes`` and keep them (flagged ``truncated``), where Scrapy's cap would drop them.
 
     Retries wait like the async engine's (backoff from ``backoff_base_s``, ``Retry-After`` honoured) in the

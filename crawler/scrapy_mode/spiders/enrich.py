@@ -43,8 +43,9 @@ from twisted.internet.error import (
 )
 from twisted.internet.error import TimeoutError as TxTimeoutError
 
+from crawler.scrapy_mode.bodies import TRUNCATED_FLAG
 from crawler.scrapy_mode.logs import install_url_redaction
-from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META, TRUNCATED_FLAG, FetchAborted, attempts_of
+from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META, FetchAborted, attempts_of
 from crawler.scrapy_mode.pipelines import ENGINE
 from crawler.scrapy_mode.scheduler import release_request, scheduler_of
 from crawler.scrapy_mode.settings import RunOptions, enrich_config_from_settings, run_options_from_settings, store_run

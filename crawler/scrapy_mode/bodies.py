@@ -1,0 +1,220 @@
+"""Response bodies in Scrapy mode: the size cap that keeps the cut body, and decompression capped the same way.
+
+* :class:`SizeCapMiddleware`: stops a download once ``fetch.max_response_bytes`` arrived and keeps the cut body,
+  flagged, instead of Scrapy's ``DOWNLOAD_MAXSIZE``, which throws the whole response away.
+* :class:`CappedHttpCompressionMiddleware`: Scrapy's decompression, cutting the *decompressed* body at the same cap
+  (a gzip bomb inflates to the cap, not to 200 MiB) instead of dropping the response.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import TYPE_CHECKING, Any, Self
+
+from scrapy import signals
+from scrapy.downloadermiddlewares.httpcompression import HttpCompressionMiddleware
+from scrapy.exceptions import StopDownload
+from scrapy.http import Request, Response
+
+from enrich.urls import redact_url
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+    from enrich.config import EnrichConfig
+
+__all__ = [
+    "MAX_BYTES_META",
+    "TRUNCATED_FLAG",
+    "CappedHttpCompressionMiddleware",
+    "SizeCapMiddleware",
+    "decompress_capped",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def _run_config(crawler: Crawler) -> EnrichConfig:
+    from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports this module
+
+    return enrich_config_from_settings(crawler.settings)
+
+
+MAX_BYTES_META = "enrich_max_bytes"
+"""Request meta key overriding the body cap of one request (robots.txt is cut at ``ROBOTS_MAX_BYTES``)."""
+
+RECEIVED_META = "enrich_received"
+"""Request meta key counting the body bytes received by the current attempt."""
+
+TRUNCATED_FLAG = "enrich_truncated"
+"""Response flag: the body was cut at the size cap (on the wire or after decompression)."""
+
+
+class SizeCapMiddleware:
+    """Stops a download once more than the cap arrived and hands on the body cut at the cap, flagged
+    :data:`TRUNCATED_FLAG` (``metadata.truncated`` in the record), as the async engine does.
+
+    Scrapy's ``DOWNLOAD_MAXSIZE`` is left at 0: it cancels a download and drops everything received, so no cut page
+    could be kept. The cap is enforced from the ``bytes_received`` signal with ``StopDownload(fail=False)``, so at
+    most the cap plus one network read is ever held.
+
+    Args:
+        max_bytes: ``fetch.max_response_bytes``; a request's :data:`MAX_BYTES_META` overrides it.
+    """
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.truncated = 0
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        middleware = cls(max_bytes=_run_config(crawler).fetch.max_response_bytes)
+        crawler.signals.connect(middleware.bytes_received, signal=signals.bytes_received)
+        return middleware
+
+    def _cap(self, request: Request) -> int:
+        cap = request.meta.get(MAX_BYTES_META)
+        return cap if isinstance(cap, int) and cap > 0 else self.max_bytes
+
+    def process_request(self, request: Request) -> None:
+        request.meta[RECEIVED_META] = 0  # retries and redirects copy the meta: each attempt counts afresh
+
+    def bytes_received(self, data: bytes, request: Request, spider: Any) -> None:
+        """Count the attempt's body bytes; stop the download, keeping what arrived, once past the cap.
+
+        Raises:
+            StopDownload: with ``fail=False``, so the response reaches the callback with the partial body.
+        """
+        received = request.meta.get(RECEIVED_META, 0) + len(data)
+        request.meta[RECEIVED_META] = received
+        if received > self._cap(request):
+            raise StopDownload(fail=False)
+
+    def process_response(self, request: Request, response: Response) -> Response:
+        cap = self._cap(request)
+        if "download_stopped" in response.flags and len(response.body) > cap:
+            self.truncated += 1
+            logger.warning("body of %s cut at %d bytes", redact_url(response.url), cap, extra={"url": response.url})
+            return response.replace(body=response.body[:cap], flags=[*response.flags, TRUNCATED_FLAG])
+        return response
+
+
+class CappedHttpCompressionMiddleware(HttpCompressionMiddleware):
+    """Scrapy's ``HttpCompressionMiddleware``, with a decompressed body cut at the size cap and flagged
+    :data:`TRUNCATED_FLAG`, instead of dropped with ``IgnoreRequest``. Decompression streams in 64 KiB steps and
+    stops at the cap, so a gzip bomb costs the cap in memory, not what it inflates to.
+    """
+
+    def __init__(self, *, crawler: Crawler, max_bytes: int) -> None:
+        super().__init__(crawler=crawler)
+        self._cap = max_bytes
+        self._warn_size = 0  # a body past the cap is flagged and logged by us; Scrapy's warning would repeat it
+        self._cut = False
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler=crawler, max_bytes=_run_config(crawler).fetch.max_response_bytes)
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:  # type: ignore[override]
+        cap = request.meta.get(MAX_BYTES_META)
+        self._max_size = cap if isinstance(cap, int) and cap > 0 else self._cap
+        self._cut = False
+        result = super().process_response(request, response)
+        if self._cut and isinstance(result, Response):
+            logger.warning(
+                "decompressed body of %s cut at %d bytes",
+                redact_url(response.url),
+                self._max_size,
+                extra={"url": response.url},
+            )
+            return result.replace(flags=[*result.flags, TRUNCATED_FLAG])
+        return result
+
+    def _decode(self, body: bytes, encoding: bytes, max_size: int) -> bytes:  # type: ignore[override]
+        decoded, cut = decompress_capped(body, encoding, max_size)
+        self._cut |= cut
+        return decoded
+
+
+_CHUNK = 64 * 1024
+
+
+def decompress_capped(body: bytes, encoding: bytes, cap: int) -> tuple[bytes, bool]:
+    """``body`` decoded from one content coding, at most ``cap`` bytes of it; the flag says it was cut.
+
+    A stream that ends early (a body cut on the wire) gives what it held. Unknown codings are returned as they are.
+
+    Raises:
+        zlib.error: a gzip or deflate body that is not one, before any output.
+    """
+    if encoding in {b"gzip", b"x-gzip"}:
+        return _inflate_capped(body, 16 + zlib.MAX_WBITS, cap)
+    if encoding == b"deflate":
+        try:
+            return _inflate_capped(body, zlib.MAX_WBITS, cap)
+        except zlib.error:
+            return _inflate_capped(body, -zlib.MAX_WBITS, cap)  # raw deflate, as some servers send
+    if encoding == b"br":
+        return _unbrotli_capped(body, cap)
+    if encoding == b"zstd":
+        return _unzstd_capped(body, cap)
+    return body, False
+
+
+def _inflate_capped(body: bytes, wbits: int, cap: int) -> tuple[bytes, bool]:
+    out = bytearray()
+    decompressor = zlib.decompressobj(wbits)
+    pending = body
+    while pending:
+        try:
+            out += decompressor.decompress(pending, min(_CHUNK, cap + 1 - len(out)))
+        except zlib.error:
+            if out:
+                break  # keep what was readable, as Scrapy's gunzip does
+            raise
+        if len(out) > cap:
+            return bytes(out[:cap]), True
+        if decompressor.eof:
+            pending = decompressor.unused_data
+            if pending and wbits > zlib.MAX_WBITS:  # another gzip member
+                decompressor = zlib.decompressobj(wbits)
+                continue
+            break
+        pending = decompressor.unconsumed_tail
+    return bytes(out), False
+
+
+def _unbrotli_capped(body: bytes, cap: int) -> tuple[bytes, bool]:
+    try:
+        import brotli  # type: ignore[import-untyped]  # no stubs
+    except ImportError:
+        import brotlicffi as brotli  # type: ignore[import-not-found]  # Scrapy accepts either
+    decompressor = brotli.Decompressor()
+    out = bytearray(decompressor.process(body, output_buffer_limit=_CHUNK))
+    while len(out) <= cap and not decompressor.is_finished():
+        chunk = decompressor.process(b"", output_buffer_limit=_CHUNK)
+        if not chunk:
+            break
+        out += chunk
+    return (bytes(out[:cap]), True) if len(out) > cap else (bytes(out), False)
+
+
+def _unzstd_capped(body: bytes, cap: int) -> tuple[bytes, bool]:
+    try:
+        from compression import zstd  # type: ignore[import-not-found,unused-ignore]  # Python >= 3.14
+    except ImportError:
+        from backports import zstd  # type: ignore[no-redef,unused-ignore]
+    decompressor = zstd.ZstdDecompressor()
+    out = bytearray()
+    pending = body
+    while len(out) <= cap:
+        try:
+            chunk = decompressor.decompress(pending, max_length=_CHUNK)
+        except EOFError:
+            break
+        pending = b""
+        out += chunk
+        if decompressor.eof or (not chunk and decompressor.needs_input):
+            break
+    return (bytes(out[:cap]), True) if len(out) > cap else (bytes(out), False)
