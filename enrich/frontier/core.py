@@ -157,7 +157,6 @@ class Frontier(Generic[T]):
         """The current token of each site; heap entries with an older one are stale."""
         self._delayed: list[tuple[float, int, str, FrontierEntry[T]]] = []
         """Entries not to start before a time (retries): ``(not before, seq, site, entry)``."""
-        self._queued_at: dict[int, float] = {}
         self._seq = 0
         self._pending_bytes = 0
         self._in_flight = 0
@@ -208,10 +207,6 @@ class Frontier(Generic[T]):
     def in_flight(self) -> int:
         """Requests handed out and not released."""
         return self._in_flight
-
-    @property
-    def input_open(self) -> bool:
-        return self._input_open
 
     @property
     def finished(self) -> bool:
@@ -300,7 +295,7 @@ class Frontier(Generic[T]):
             self.peak_pending = max(self.peak_pending, self.pending)
             return
         self._pending_bytes += entry.size
-        self._queued_at[entry.seq] = self._clock()
+        entry.queued_at = self._clock()
         if from_input:
             self.counts["added"] += 1
         if not_before > self._clock():
@@ -326,7 +321,7 @@ class Frontier(Generic[T]):
         now = self._clock()
         for entry in self.spill.pop(site, self.max_site_pending // 2):
             self._pending_bytes += entry.size
-            self._queued_at[entry.seq] = now
+            entry.queued_at = now
             self.storage.push(site, entry)
 
     def _enqueue(self, site: str, entry: FrontierEntry[T]) -> None:
@@ -418,7 +413,7 @@ class Frontier(Generic[T]):
                 continue
             self._refill(site)
             self._forget(entry)
-            waited = now - self._queued_at.pop(entry.seq, now)
+            waited = now - entry.queued_at
             refusal = self.policy.refusal(state, now)
             if refusal is not None:
                 self.counts["refused"] += 1
@@ -427,7 +422,6 @@ class Frontier(Generic[T]):
             if not self.policy.can_start(state, now):  # the heap entry was right when pushed; check again
                 self.storage.push(site, entry)
                 self._pending_bytes += entry.size
-                self._queued_at[entry.seq] = now - waited
                 self._schedule(site)
                 continue
             self.policy.start(state, now)
@@ -503,7 +497,6 @@ class Frontier(Generic[T]):
         for entry in [*self.storage.drain(), *(item[3] for item in sorted(delayed))]:
             self.counts["drained"] += 1
             self._forget(entry)
-            self._queued_at.pop(entry.seq, None)
             yield entry.payload
         if self.spill is not None:
             for payload in self.spill.drain():

@@ -36,6 +36,8 @@ class FrontierEntry(Generic[T]):
     """Bytes this entry is counted as, for the frontier's memory bound."""
     from_input: bool = field(default=True, compare=False)
     """Read from the input (counted in the look-ahead bound), not a retry or a redirect hop."""
+    queued_at: float = field(default=0.0, compare=False)
+    """When it was queued (the frontier's clock), for the time a request waits."""
 
     def __post_init__(self) -> None:
         self.sort_key = (-self.priority, self.seq)
