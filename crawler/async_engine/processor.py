@@ -281,19 +281,21 @@ class AsyncEnrichmentProcessor:
         if entry.error is not None:
             await items.put(WorkItem.from_error(entry.url, entry.error, engine=self.engine, stage="input"))
             return True
+        if not self.frontier.wants_input():  # wait for room, or for a stop (no task per entry on the fast path)
+            room = asyncio.ensure_future(self.frontier.wait_for_room())
+            stop = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait({room, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                room.cancel()
+                stop.cancel()
+            if self._stopping.is_set():
+                self.not_started += 1
+                return False
+        else:
+            await asyncio.sleep(0)  # a synchronous input must still let the fetches run between entries
         job = Job.of(entry)
-        put = asyncio.ensure_future(
-            self.frontier.put(str(job.target), job, priority=entry.priority, size=QUEUED_JOB_BYTES)
-        )
-        stop = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({put, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if not put.done():  # stopping while the look-ahead bound was full
-            put.cancel()
-            self.not_started += 1
-            return False
+        self.frontier.add(str(job.target), job, priority=entry.priority, size=QUEUED_JOB_BYTES)
         return True
 
     def _repeated(self, url: str) -> bool:
