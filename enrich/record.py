@@ -17,6 +17,7 @@ __all__ = [
     "Record",
     "dumps_record",
     "load_schema",
+    "repair_text",
     "utc_now_iso",
 ]
 
@@ -132,9 +133,25 @@ class Record:
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Record))
 
 
+def repair_text(text: str) -> str:
+    """``text`` with every lone surrogate (from a PDF's text layer, a JSON ``\\ud800`` escape, a file name decoded
+    with ``surrogateescape``) replaced by U+FFFD, so it can be written as UTF-8; valid text comes back as is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # surrogatepass keeps well-formed pairs (they decode to their character); lone halves become U+FFFD
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def dumps_record(record: Record) -> str:
-    """Serialize a record as one JSON line (no trailing newline), fields in :data:`RECORD_FIELDS` order."""
-    return json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)
+    """Serialize a record as one JSON line (no trailing newline), fields in :data:`RECORD_FIELDS` order.
+
+    Text that cannot be encoded (lone surrogates) is repaired here, the one place every sink serializes through,
+    so a record is never dropped for it.
+    """
+    line = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)
+    return line if line.isascii() else repair_text(line)
 
 
 def load_schema() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal, TextIO
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from enrich.errors import ConfigError, InvalidURLError
+from enrich.record import repair_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -287,12 +288,13 @@ def read_urls(lines: Iterable[tuple[int, str]]) -> Iterator[InputURL]:
         if isinstance(raw, InputProblem):
             yield InputURL(url=f"(input line {number})", line=number, error=InvalidURLError(str(raw)))
             continue
+        text = repair_text(raw)  # a lone surrogate (JSON "\\ud800") becomes U+FFFD: the URL still gets its record
         try:
-            safe = validate_url(raw)
+            safe = validate_url(text)
         except InvalidURLError as exc:
-            yield InputURL(url=exc.url or redact_url(raw)[:MAX_URL_LENGTH] or "(empty)", line=number, error=exc)
+            yield InputURL(url=exc.url or redact_url(text)[:MAX_URL_LENGTH] or "(empty)", line=number, error=exc)
         else:
-            yield InputURL(url=safe, line=number, fetch_url=raw.strip(), priority=getattr(raw, "priority", 0))
+            yield InputURL(url=safe, line=number, fetch_url=text.strip(), priority=getattr(raw, "priority", 0))
 
 
 def read_text(text: str) -> Iterator[InputURL]:

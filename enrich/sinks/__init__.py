@@ -17,7 +17,7 @@ from enrich.sinks.memory import MemorySink
 from enrich.sinks.sqlite import SqliteSink
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from enrich.record import Record
     from enrich.stages import WorkItem
@@ -39,18 +39,36 @@ class Sink(Protocol):
 class SinkStage:
     """The last stage: stamps ``enriched_at`` and ``process_duration_ms``, buffers, writes every ``batch_size``.
 
-    ``close`` flushes what is buffered, so an interrupted run that closes its stages loses nothing it processed.
+    A batch is kept until every sink has written it: a sink that fails (with any exception) stops the run with a
+    :class:`SinkError` naming it, and a later flush (``close``) offers the batch again only to the sinks that have
+    not written it, so one failing sink never makes another write a line twice. ``close`` flushes what is
+    buffered, so an interrupted run that closes its stages loses nothing it processed.
+
+    ``on_written`` is called with each batch once every sink has it (the crawl state marks those URLs done).
     """
 
     name = "sink"
 
-    def __init__(self, *, sinks: Sequence[Sink], batch_size: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        sinks: Sequence[Sink],
+        batch_size: int = 100,
+        on_written: Callable[[Sequence[Record]], Awaitable[None]] | None = None,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self._sinks = list(sinks)
         self._batch_size = batch_size
+        self._on_written = on_written
         self._buffer: list[Record] = []
+        self._partial: tuple[list[Record], set[int]] | None = None
+        """A batch some sinks wrote before another failed, and the indexes of the sinks that have it."""
         self.written = 0
+
+    @property
+    def sinks(self) -> list[Sink]:
+        return list(self._sinks)
 
     async def open(self) -> None:
         for sink in self._sinks:
@@ -67,15 +85,32 @@ class SinkStage:
         return item
 
     async def flush(self) -> None:
+        if self._partial is not None:
+            batch, done = self._partial
+            await self._write(batch, done)
         if not self._buffer:
             return
         batch, self._buffer = self._buffer, []
-        for sink in self._sinks:
+        await self._write(batch, set())
+
+    async def _write(self, batch: list[Record], done: set[int]) -> None:
+        self._partial = (batch, done)
+        for index, sink in enumerate(self._sinks):
+            if index in done:
+                continue
             try:
                 await sink.write(batch)
             except SinkError:
-                self._buffer = batch + self._buffer  # keep them: a caller may report what was not written
                 raise
+            except Exception as exc:  # a bug or an unexpected failure in a sink: same outcome, a clear stop
+                raise SinkError(
+                    f"{type(sink).__name__} failed writing a batch of {len(batch)} records "
+                    f"({type(exc).__name__}: {exc}); the batch is kept and the run stops"
+                ) from exc
+            done.add(index)
+        if self._on_written is not None:
+            await self._on_written(batch)
+        self._partial = None
         self.written += len(batch)
 
     async def close(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from enrich.errors import SinkError
-from enrich.record import dumps_record
+from enrich.record import dumps_record, repair_text
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS records (
     record TEXT NOT NULL  -- the full record, serialized exactly as in the JSONL output
 )
 """
+
+
+def _text(value: str | None) -> str | None:
+    """A column value SQLite can store (it rejects lone surrogates), repaired like the JSON of the record."""
+    return None if value is None else repair_text(value)
 
 
 class SqliteSink:
@@ -70,12 +75,12 @@ class SqliteSink:
             raise SinkError("SQLite sink written before open()")
         rows = [
             (
-                r.url,
-                r.final_url,
+                _text(r.url),
+                _text(r.final_url),
                 r.status,
-                r.content_type,
-                r.title,
-                r.language,
+                _text(r.content_type),
+                _text(r.title),
+                _text(r.language),
                 r.word_count,
                 r.error.type if r.error else None,
                 r.enriched_at,

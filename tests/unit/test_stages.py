@@ -269,6 +269,66 @@ async def test_sinks_are_closed_even_when_the_last_flush_fails() -> None:
     assert sink.closed
 
 
+class BuggySink(FailingSink):
+    """Fails with an exception that is not a :class:`SinkError` (a bug, an encoding error)."""
+
+    async def write(self, records: Sequence[Record]) -> None:
+        if self.fail:
+            raise ValueError("unexpected value in column 3")
+        self.written.extend(records)
+
+
+async def test_any_sink_exception_keeps_the_batch_and_no_sink_writes_it_twice() -> None:
+    first, second = MemorySink(), BuggySink()
+    stage = SinkStage(sinks=[first, second], batch_size=2)
+    await stage.open()
+    await stage.process(WorkItem(record=records(1)[0]))
+    with pytest.raises(SinkError, match=r"BuggySink failed .*ValueError: unexpected value in column 3.*kept"):
+        await stage.process(WorkItem(record=records(2)[1]))
+    assert [r.url for r in first.records] == ["https://example.org/0", "https://example.org/1"]
+    with pytest.raises(SinkError):  # still failing: the first sink is not offered the batch again
+        await stage.flush()
+    assert len(first.records) == 2
+    second.fail = False
+    await stage.process(WorkItem(record=records(3)[2]))
+    await stage.close()
+    expected = [f"https://example.org/{i}" for i in range(3)]
+    assert [r.url for r in first.records] == expected
+    assert [r.url for r in second.written] == expected
+    assert stage.written == 3
+
+
+async def test_on_written_sees_each_batch_once_all_sinks_have_it() -> None:
+    seen: list[list[str]] = []
+
+    async def written(batch: Sequence[Record]) -> None:
+        seen.append([r.url for r in batch])
+
+    sink = FailingSink()
+    stage = SinkStage(sinks=[sink], batch_size=1, on_written=written)
+    await stage.open()
+    with pytest.raises(SinkError):
+        await stage.process(WorkItem(record=records(1)[0]))
+    assert seen == []
+    sink.fail = False
+    await stage.close()
+    assert seen == [["https://example.org/0"]]
+
+
+async def test_lone_surrogates_are_repaired_not_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    broken = Record(url="http://e.org/x\ud800", text="PDF text \udcff with a pair \ud83d\ude00 kept")
+    stage = SinkStage(sinks=[JsonlSink(path=path), SqliteSink(path=tmp_path / "r.sqlite")], batch_size=10)
+    await stage.open()
+    for record in [*records(1), broken, *records(3)[2:]]:
+        await stage.process(WorkItem(record=record))
+    await stage.close()
+    lines = read_jsonl(path)
+    assert len(lines) == 3
+    assert lines[1]["url"] == "http://e.org/x\ufffd"
+    assert lines[1]["text"] == "PDF text \ufffd with a pair \U0001f600 kept"
+
+
 def read_jsonl(path: Path) -> list[dict[str, object]]:
     text = path.read_text(encoding="utf-8")
     assert text == "" or text.endswith("\n")  # only whole lines

@@ -254,3 +254,11 @@ def test_csv_row_over_the_field_limit_is_one_bad_entry(tmp_path: Path) -> None:
     entries = list(read_urls(iter_input_lines(path)))
     assert [e.valid for e in entries] == [True, False, True]
     assert "not valid CSV" in str(entries[1].error)
+
+
+def test_a_lone_surrogate_in_jsonl_input_is_repaired_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"url": "http://e.org/a"}\n{"url": "http://e.org/x\\ud800"}\n{"url": "http://e.org/b"}\n')
+    entries = list(read_urls(iter_input_lines(path)))
+    assert [e.url for e in entries] == ["http://e.org/a", "http://e.org/x\ufffd", "http://e.org/b"]
+    assert all(e.valid for e in entries)
