@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 
 from crawler.env_config import load_env_settings
+from crawler.jobs import add_job_group, job_summary, open_job
 from crawler.progress import JsonlTail, ProgressReporter, format_summary
 from enrich.errors import ConfigError, EnrichError
 from enrich.prepare import URLPreparer
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from crawler.env_config import EnvSettings
     from enrich.config import EnrichConfig
+    from enrich.state import CrawlState
     from enrich.urls import InputURL
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -238,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_engine_groups(parser)
+    add_job_group(parser)
     return parser
 
 
@@ -380,14 +383,19 @@ def _reporter(args: argparse.Namespace, stats: Callable[[], RunStats | None], er
 
 
 def _run_async_engine(
-    config: EnrichConfig, inputs: Iterator[InputURL], total: int | None, args: argparse.Namespace, err: TextIO
+    config: EnrichConfig,
+    inputs: Iterator[InputURL],
+    total: int | None,
+    args: argparse.Namespace,
+    err: TextIO,
+    state: CrawlState | None,
 ) -> tuple[dict[str, Any], bool]:
     from crawler.async_engine import AsyncEnrichmentProcessor
 
     interrupt = _Interrupt()
 
     async def go() -> RunStats:
-        processor = AsyncEnrichmentProcessor.from_config(config, progress_interval_s=0)
+        processor = AsyncEnrichmentProcessor.from_config(config, progress_interval_s=0, state=state)
 
         def live() -> RunStats:
             if processor.stats.total is None:
@@ -425,7 +433,13 @@ def _run_async_engine(
 
 
 def _run_scrapy_engine(
-    config: EnrichConfig, source: Path, total: int | None, args: argparse.Namespace, err: TextIO, tmp: Path
+    config: EnrichConfig,
+    source: Path,
+    total: int | None,
+    args: argparse.Namespace,
+    err: TextIO,
+    tmp: Path,
+    state: Path | None,
 ) -> tuple[dict[str, Any], bool]:
     """Run ``scrapy crawl enrich`` from the repository root, with the merged config in a temporary YAML file."""
     if not (REPO_ROOT / "scrapy.cfg").is_file():
@@ -455,6 +469,8 @@ def _run_scrapy_engine(
         f"input_column={args.input_column}",
         "-a",
         f"input_field={args.input_field}",
+        *(["-a", f"state={state}"] if state is not None else []),
+        *(["-a", f"max_age={args.max_age}"] if state is not None and args.max_age is not None else []),
         "-L",
         args.log_level.upper(),
     ]
@@ -516,16 +532,28 @@ def run_enrich(
         else:
             path = Path(source)
         total = _count(path, args)  # also checks the file and the CSV column before anything is fetched
+        job = open_job(settings, args)
         print(
             f"{title}: {total} URLs from {path if not urls else 'the command line'}, "
-            f"engine {'async' if args.async_enrichment else 'scrapy'}, output {config.output.path}",
+            f"engine {'async' if args.async_enrichment else 'scrapy'}, output {config.output.path}"
+            + (f"; {job_summary(*job)}" if job is not None else ""),
             file=err,
         )
-        if args.async_enrichment:
-            inputs = read_urls(_input_lines(path, args))
-            figures, interrupted = _run_async_engine(config, inputs, total, args, err)
-        else:
-            figures, interrupted = _run_scrapy_engine(config, path, total, args, err, tmp)
+        state = job[1] if job is not None else None
+        interrupted = True  # until the engine returns: a failed run leaves its generation unfinished
+        try:
+            if args.async_enrichment:
+                inputs = read_urls(_input_lines(path, args))
+                figures, interrupted = _run_async_engine(config, inputs, total, args, err, state)
+            else:
+                if state is not None:
+                    state.close(complete=False)  # the Scrapy process opens it itself
+                figures, interrupted = _run_scrapy_engine(
+                    config, path, total, args, err, tmp, state.path if state is not None else None
+                )
+        finally:
+            if state is not None:
+                state.close(complete=not interrupted)
     figures = {**figures, "total": total, "output": str(config.output.path), "interrupted": interrupted}
     figures.setdefault("config_sources", list(settings.sources))
     extra = {"Output": str(config.output.path)}
@@ -600,6 +628,8 @@ def _demo(argv: Sequence[str], err: TextIO) -> int:
     _check_args(args)
     if args.output is None:
         args.output = str(DEMO_OUTPUT)
+    # The demo site's port changes every time: each demo is a new job (its state still makes the run crash-safe).
+    args.job, args.restart, args.recrawl, args.max_age, args.no_state = "demo", True, False, None, False
     # Fields the main parser has and the demo does not.
     args.input_format, args.input_column, args.input_field, args.urls = "text", "url", "url", []
     settings = _load_settings(args)

@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING
 
 from enrich.config import DEFAULT_MODEL, NLPConfig
 from enrich.errors import NLPError
+from enrich.nlp_cache import NLPCache, model_identity
 from enrich.record import Entity
 
 if TYPE_CHECKING:
     from spacy.language import Language
     from spacy.tokens import Doc
 
+    from enrich.nlp_cache import AnalysisStore
     from enrich.stages import WorkItem
 
 __all__ = [
@@ -282,8 +284,11 @@ class NLPStage:
 
     name = "nlp"
 
-    def __init__(self, *, config: NLPConfig) -> None:
+    def __init__(self, *, config: NLPConfig, store: AnalysisStore | None = None) -> None:
         self._config = config
+        self._store = store
+        self.cache: NLPCache | None = None
+        """Analyses by content (:mod:`enrich.nlp_cache`), kept in ``store`` across runs when one is given."""
         self._executor: Executor | None = None
         self._queue: asyncio.Queue[_Pending] | None = None
         self._dispatcher: asyncio.Task[None] | None = None
@@ -300,7 +305,8 @@ class NLPStage:
         if not self._config.enabled:
             return
         workers = self._config.workers
-        await asyncio.to_thread(resolve_model, self._config.model)  # a missing model stops the run here, clearly
+        model = await asyncio.to_thread(resolve_model, self._config.model)  # a missing model stops the run, clearly
+        self.cache = NLPCache(config=self._config, model=model_identity(model), store=self._store)
         if self._config.executor == "process":
             # spawn, not fork: the parent runs an event loop (or a Twisted reactor) that must not be copied
             self._executor = ProcessPoolExecutor(
@@ -332,18 +338,24 @@ class NLPStage:
 
     async def process(self, item: WorkItem) -> WorkItem:
         record = item.record
-        if not self._config.enabled or not record.text:
+        if not self._config.enabled or not record.text or item.reused:
             return item
-        if self._queue is None:
+        if self._queue is None or self.cache is None:
             raise NLPError("NLP stage used before open()", url=record.url)
-        future: asyncio.Future[NLPResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put((record.text, record.language, future))
-        result = await future
+        text, hint = record.text, record.language
+        item.nlp_key = self.cache.key(text, hint)
+        result = await self.cache.get_or_analyze(item.nlp_key, lambda: self._analyze(text, hint))
         record.entities = result.entities
         record.keywords = result.keywords
         record.summary = result.summary
         record.language = record.language or result.language
         return item
+
+    async def _analyze(self, text: str, language: str | None) -> NLPResult:
+        assert self._queue is not None
+        future: asyncio.Future[NLPResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put((text, language, future))
+        return await future
 
     async def _dispatch(self) -> None:
         assert self._queue is not None

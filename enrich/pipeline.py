@@ -2,36 +2,96 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from typing import TYPE_CHECKING, Any
 
 from enrich.extract.stage import ExtractStage
 from enrich.nlp import NLPStage
+from enrich.nlp_cache import NLPCache
 from enrich.sinks import JsonlSink, Sink, SinkStage, SqliteSink
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from pathlib import Path
 
     from enrich.config import EnrichConfig, OutputConfig
-    from enrich.stages import Stage
+    from enrich.stages import Stage, WorkItem
+    from enrich.state import CrawlState
 
-__all__ = ["build_sinks", "build_stages"]
+__all__ = ["build_sink_stage", "build_sinks", "build_stages", "run_figures", "state_committer"]
 
 
-def build_sinks(output: OutputConfig, *, path: Path | str | None = None) -> list[Sink]:
-    """The sinks an output config asks for: JSONL always, SQLite when ``sqlite_path`` is set."""
-    sinks: list[Sink] = [JsonlSink(path=path if path is not None else output.path)]
+def build_sinks(output: OutputConfig, *, path: Path | str | None = None, resume_at: int | None = None) -> list[Sink]:
+    """The sinks an output config asks for: JSONL always (cut back to ``resume_at`` bytes and appended to, for a
+    resumed job), SQLite when ``sqlite_path`` is set (it upserts by URL, so a resumed job needs nothing there)."""
+    sinks: list[Sink] = [JsonlSink(path=path if path is not None else output.path, resume_at=resume_at)]
     if output.sqlite_path is not None:
         sinks.append(SqliteSink(path=output.sqlite_path))
     return sinks
 
 
-def build_stages(config: EnrichConfig, *, sinks: Sequence[Sink] | None = None) -> list[Stage]:
-    """Extraction, then NLP (a no-op when disabled), then the sinks (from the config unless given)."""
+def build_stages(
+    config: EnrichConfig, *, sinks: Sequence[Sink] | None = None, state: CrawlState | None = None
+) -> list[Stage]:
+    """Extraction, then NLP (a no-op when disabled), then the sinks (from the config unless given).
+
+    With a crawl ``state``: extraction reuses the stored record of an unchanged page in a recrawl, NLP analyses are
+    kept in the state, and each batch the sinks have written is committed to it (with the JSONL output's length).
+    """
     return [
-        ExtractStage(config=config.extract),
-        NLPStage(config=config.nlp),
-        SinkStage(
-            sinks=list(sinks) if sinks is not None else build_sinks(config.output), batch_size=config.output.batch_size
-        ),
+        ExtractStage(config=config.extract, state=state),
+        NLPStage(config=config.nlp, store=state),
+        build_sink_stage(config, sinks=sinks, state=state),
     ]
+
+
+def build_sink_stage(
+    config: EnrichConfig, *, sinks: Sequence[Sink] | None = None, state: CrawlState | None = None
+) -> SinkStage:
+    """The sink stage of :func:`build_stages`: the configured sinks (a JSONL output resumed where the state says)
+    unless ``sinks`` is given, committing each written batch to ``state``."""
+    if sinks is None:
+        sinks = build_sinks(config.output, resume_at=state.output_offset if state is not None else None)
+    return SinkStage(
+        sinks=sinks,
+        batch_size=config.output.batch_size,
+        on_written=state_committer(state, sinks) if state is not None else None,
+    )
+
+
+def state_committer(state: CrawlState, sinks: Sequence[Sink]) -> Callable[[Sequence[WorkItem]], Awaitable[None]]:
+    """What the sink stage calls after each batch: commit it to the crawl state, with the JSONL file's length and
+    descriptor (synced to disk first) when there is a JSONL file among the sinks."""
+    jsonl = next((s for s in sinks if isinstance(s, JsonlSink)), None)
+
+    async def commit(items: Sequence[WorkItem]) -> None:
+        offset = jsonl.offset if jsonl is not None and jsonl.path is not None else None
+        fd = jsonl.fileno() if jsonl is not None else None
+        await asyncio.to_thread(state.commit, items, output_offset=offset, output_fd=fd)
+
+    return commit
+
+
+def run_figures(stages: Sequence[Stage], state: CrawlState | None) -> dict[str, Any]:
+    """What the crawl state and the NLP cache did in a run, for the stats of either engine."""
+    figures: dict[str, Any] = {}
+    for stage in stages:
+        cache = getattr(stage, "cache", None)
+        if isinstance(cache, NLPCache) and cache.hits + cache.misses:
+            figures["nlp_cache_hits"] = cache.hits
+            figures["nlp_cache_misses"] = cache.misses
+            figures["nlp_cache_hit_ratio"] = round(cache.hit_ratio or 0.0, 4)
+    if state is not None:
+        counts = state.counts
+        figures["job_state"] = str(state.path)
+        figures["generation"] = state.generation
+        figures["resumed"] = state.resumed
+        figures["already_done"] = counts["done"]
+        figures["duplicates_skipped"] = counts["duplicate"]
+        figures["resumed_urls"] = counts["resumed"]
+        figures["revisited"] = counts["revisit"]
+        figures["fresh_skipped"] = counts["fresh"]
+        figures["not_modified"] = counts["not_modified"]
+        figures["unchanged"] = counts["unchanged"]
+        figures["changed"] = counts["changed"]
+    return figures

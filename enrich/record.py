@@ -104,6 +104,8 @@ class Record:
     summary: str | None = None
     error: ErrorInfo | None = None
     engine: str | None = None
+    revisit: str | None = None
+    """How a recrawl found the URL: ``not_modified``, ``unchanged``, ``changed`` or ``fresh`` (see the schema)."""
 
     def fail(self, exc: BaseException, stage: str) -> None:
         """Record the first failure; later ones are logged by the caller but the first cause is kept."""

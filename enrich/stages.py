@@ -29,11 +29,20 @@ class WorkItem:
     """A URL on its way through the stages: the record being built and, when the fetch succeeded, the page.
 
     ``started`` is when processing began (a ``perf_counter`` value), for the record's ``process_duration_ms``.
+    The other fields are facts the crawl state (:mod:`enrich.state`) keeps once the record is written.
     """
 
     record: Record
     page: FetchedPage | None = None
     started: float = field(default_factory=time.perf_counter)
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: bytes | None = None
+    """What the crawl state keeps for a revisit: the response's validators and a hash of its body."""
+    nlp_key: bytes | None = None
+    """The NLP cache key of the record's analysis."""
+    reused: bool = False
+    """The record is a stored one (not modified, unchanged, fresh): extraction and NLP leave it alone."""
 
     @classmethod
     def from_page(cls, page: FetchedPage, *, engine: str) -> WorkItem:

@@ -34,6 +34,7 @@ from enrich.frontier import Outcome, outcome_of
 from enrich.policy import failure_message, http_error
 from enrich.record import FetchedPage, utc_now_iso
 from enrich.stages import WorkItem
+from enrich.state import is_page
 from enrich.urls import InputURL, redact_url
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from crawler.async_engine.fetcher import AiohttpFetcher, Answer
     from enrich.frontier import Frontier, Lease
     from enrich.policy import RetryPolicy, RobotsPolicy
+    from enrich.state import StoredRow
 
 __all__ = ["Job", "JobCodec", "RequestRunner"]
 
@@ -66,11 +68,26 @@ class Job:
     started: float | None = None
     last: FetchedPage | FetchError | None = None
     """The outcome of the last attempt, kept while a retry waits (its record if the run stops first)."""
+    conditional: dict[str, str] | None = None
+    """A recrawl's validators (``If-None-Match``, ``If-Modified-Since``), sent to :attr:`conditional_url`."""
+    conditional_url: str | None = None
+    """The URL that answered last time (the last redirect hop's target): its answer is the one the validators
+    describe."""
 
     @classmethod
-    def of(cls, entry: InputURL) -> Job:
+    def of(cls, entry: InputURL, revisit: StoredRow | None = None) -> Job:
         target, auth = split_auth(entry.fetch_url or entry.url)
-        return cls(entry=entry, target=target, auth=auth, origin_auth=auth, origin=target.origin())
+        job = cls(entry=entry, target=target, auth=auth, origin_auth=auth, origin=target.origin())
+        if revisit is not None and revisit.final_url:
+            job.conditional = revisit.conditional_headers() or None
+            job.conditional_url = revisit.final_url
+        return job
+
+    def headers(self) -> tuple[dict[str, str] | None, bool]:
+        """The extra headers of the next request, and whether it is conditional."""
+        if self.conditional is None or redact_url(str(self.target)) != self.conditional_url:
+            return self.auth, False
+        return {**(self.auth or {}), **self.conditional}, True
 
 
 class JobCodec:
@@ -78,11 +95,14 @@ class JobCodec:
 
     def encode(self, job: Job, /) -> bytes:
         entry = job.entry
-        return json.dumps([entry.url, entry.line, entry.fetch_url, entry.priority]).encode("ascii")
+        fields = [entry.url, entry.line, entry.fetch_url, entry.priority, job.conditional, job.conditional_url]
+        return json.dumps(fields).encode("utf-8", "surrogatepass")
 
     def decode(self, data: bytes, /) -> Job:
-        url, line, fetch_url, priority = json.loads(data)
-        return Job.of(InputURL(url=url, line=line, fetch_url=fetch_url, priority=priority))
+        url, line, fetch_url, priority, conditional, conditional_url = json.loads(data)
+        job = Job.of(InputURL(url=url, line=line, fetch_url=fetch_url, priority=priority))
+        job.conditional, job.conditional_url = conditional, conditional_url
+        return job
 
 
 class RequestRunner:
@@ -137,9 +157,10 @@ class RequestRunner:
         if refusal is not None:
             self.frontier.release(lease)
             return self._last_or(job, refusal)
+        headers, conditional = job.headers()
         try:
             async with asyncio.timeout(self.timeout_s):
-                answer = await self.fetcher.request(job.target, headers=job.auth)
+                answer = await self.fetcher.request(job.target, headers=headers)
         except BlockedAddressError as exc:
             self.frontier.release(lease)
             self.fetcher.remember_blocked(exc)
@@ -179,7 +200,7 @@ class RequestRunner:
                 return self._http_error(page, note=note)
             job.last = page
             return self._again(job, lease, self.retry.delay(job.attempt, retry_after))
-        if 200 <= page.status < 300:
+        if is_page(page.status, conditional=conditional):
             return WorkItem.from_page(page, engine=self.engine)
         return self._http_error(page)
 

@@ -31,9 +31,10 @@ from crawler.async_engine.crawl import Job, JobCodec, RequestRunner
 from crawler.async_engine.fetcher import AiohttpFetcher
 from enrich.config import EnrichConfig, NLPConfig
 from enrich.frontier import Frontier
-from enrich.pipeline import build_sinks, build_stages
+from enrich.pipeline import build_sinks, build_stages, run_figures
 from enrich.policy import RetryPolicy, RobotsPolicy
 from enrich.stages import StageChain, WorkItem
+from enrich.state import Admission, fresh_item
 from enrich.stats import RunStats
 from enrich.urls import InputURL, read_urls
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from enrich.frontier import Lease
     from enrich.sinks import Sink
     from enrich.stages import Stage
+    from enrich.state import CrawlState
 
 __all__ = ["ENGINE", "AsyncEnrichmentProcessor", "iter_inputs", "run_async_enrichment"]
 
@@ -83,6 +85,8 @@ class AsyncEnrichmentProcessor:
         progress_callback: also called with the stats at each progress tick and once at the end.
         engine: the ``engine`` field of records.
         clock: monotonic seconds, for the stats.
+        state: the job's crawl state (resume, recrawl); it decides which input URLs are fetched. Its sink stage
+            commits to it (:func:`enrich.pipeline.build_stages`). ``None``: every input URL is fetched.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class AsyncEnrichmentProcessor:
         progress_callback: Callable[[RunStats], None] | None = None,
         engine: str = ENGINE,
         clock: Callable[[], float] = time.monotonic,
+        state: CrawlState | None = None,
     ) -> None:
         if max_concurrency < 1 or stage_workers < 1 or queue_size < 1:
             raise ValueError("max_concurrency, stage_workers and queue_size must be at least 1")
@@ -116,6 +121,7 @@ class AsyncEnrichmentProcessor:
         self._progress_callback = progress_callback
         self.engine = engine
         self._clock = clock
+        self.state = state
         self.runner = RequestRunner(
             fetcher=fetcher,
             frontier=frontier,
@@ -145,6 +151,7 @@ class AsyncEnrichmentProcessor:
         progress_interval_s: float = PROGRESS_INTERVAL_S,
         progress_callback: Callable[[RunStats], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        state: CrawlState | None = None,
     ) -> AsyncEnrichmentProcessor:
         """The standard engine for a config: stages from :func:`build_stages`, aiohttp fetcher, frontier.
 
@@ -155,6 +162,7 @@ class AsyncEnrichmentProcessor:
             progress_interval_s: time between progress lines; 0 disables them.
             progress_callback: called with the stats at every progress tick and at the end.
             clock: monotonic seconds for the frontier and the stats.
+            state: the job's crawl state (see :class:`AsyncEnrichmentProcessor`).
         """
         fetcher = AiohttpFetcher.from_config(config.fetch, politeness=config.politeness)
         robots = RobotsPolicy.from_config(config.politeness, config.fetch, fetch_robots=fetcher.fetch_robots)
@@ -162,7 +170,7 @@ class AsyncEnrichmentProcessor:
         # Enough items in the stages at once for the NLP stage to fill its batches on every worker.
         stage_workers = max(4, 2 * nlp.batch_size * nlp.workers) if nlp.enabled else max(4, 2 * config.extract.workers)
         return cls(
-            stages=stages if stages is not None else build_stages(config, sinks=sinks),
+            stages=stages if stages is not None else build_stages(config, sinks=sinks, state=state),
             fetcher=fetcher,
             frontier=Frontier.from_config(config, spill_codec=JobCodec(), clock=clock),
             robots=robots,
@@ -175,6 +183,7 @@ class AsyncEnrichmentProcessor:
             progress_interval_s=progress_interval_s,
             progress_callback=progress_callback,
             clock=clock,
+            state=state,
         )
 
     @property
@@ -274,7 +283,19 @@ class AsyncEnrichmentProcessor:
         if self.stopping:
             self.not_started += 1
             return False
-        if self._repeated(entry.url):
+        revisit = None
+        if self.state is not None:
+            kind, revisit = self.state.admit(entry.url, priority=entry.priority)
+            if kind is Admission.FRESH:
+                item = await asyncio.to_thread(fresh_item, self.state, entry.url, engine=self.engine)
+                if item is not None:
+                    await items.put(item)
+                    return True
+            elif not kind.fetch:
+                if kind is Admission.DUPLICATE:
+                    self.duplicates += 1
+                return True
+        elif self._repeated(entry.url):
             self.duplicates += 1
             logger.info("skipping repeated input entry %s (line %d)", entry.url, entry.line, extra={"url": entry.url})
             return True
@@ -294,7 +315,7 @@ class AsyncEnrichmentProcessor:
                 return False
         else:
             await asyncio.sleep(0)  # a synchronous input must still let the fetches run between entries
-        job = Job.of(entry)
+        job = Job.of(entry, revisit)
         self.frontier.add(str(job.target), job, priority=entry.priority, size=QUEUED_JOB_BYTES)
         return True
 
@@ -383,6 +404,7 @@ class AsyncEnrichmentProcessor:
         if self.robots is not None:
             stats.extra["robots"] = self.robots.stats()
         stats.extra.update(self.fetcher.stats())
+        stats.extra.update(run_figures(self.chain.stages, self.state))
         logger.info("run finished\n%s", stats.summary())
         if self._progress_callback is not None:
             self._progress_callback(stats)

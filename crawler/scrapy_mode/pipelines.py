@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.exceptions import DropItem
 
+from crawler.scrapy_mode.jobstate import job_of
 from enrich.errors import SinkError
 from enrich.extract.stage import ExtractStage
 from enrich.nlp import NLPStage
-from enrich.pipeline import build_sinks
-from enrich.sinks import SinkStage
+from enrich.pipeline import build_sink_stage, run_figures
 from enrich.stages import WorkItem, run_stage
 from enrich.stats import RunStats
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from enrich.config import EnrichConfig
     from enrich.stages import Stage
+    from enrich.state import CrawlState
 
 __all__ = ["ExtractPipeline", "NLPPipeline", "SinkPipeline", "StagePipeline"]
 
@@ -60,10 +61,13 @@ class StagePipeline:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         """Read the settings once into an :class:`EnrichConfig` and build the stage from it."""
-        return cls(stage=cls.build_stage(_run_config(crawler)))
+        job = job_of(crawler)
+        stage = cls.build_stage(_run_config(crawler), job.state)
+        job.stages.append(stage)
+        return cls(stage=stage)
 
     @classmethod
-    def build_stage(cls, config: EnrichConfig) -> Stage:
+    def build_stage(cls, config: EnrichConfig, state: CrawlState | None) -> Stage:
         raise NotImplementedError(f"{cls.__name__} must say which stage it runs")
 
     async def open_spider(self) -> None:
@@ -87,16 +91,16 @@ class ExtractPipeline(StagePipeline):
     """Text and metadata from the fetched body (HTML, PDF, images)."""
 
     @classmethod
-    def build_stage(cls, config: EnrichConfig) -> Stage:
-        return ExtractStage(config=config.extract)
+    def build_stage(cls, config: EnrichConfig, state: CrawlState | None) -> Stage:
+        return ExtractStage(config=config.extract, state=state)
 
 
 class NLPPipeline(StagePipeline):
     """Entities, keywords, summary and language; a no-op with ``nlp=off``. spaCy runs in the stage's own executor."""
 
     @classmethod
-    def build_stage(cls, config: EnrichConfig) -> Stage:
-        return NLPStage(config=config.nlp)
+    def build_stage(cls, config: EnrichConfig, state: CrawlState | None) -> Stage:
+        return NLPStage(config=config.nlp, store=state)
 
 
 class SinkPipeline(StagePipeline):
@@ -135,8 +139,11 @@ class SinkPipeline(StagePipeline):
         config = _run_config(crawler)
         options = run_options_from_settings(crawler.settings)
         stats = RunStats(engine=ENGINE, concurrency=lambda: _in_flight(crawler))
+        job = job_of(crawler)
+        stage = cls.build_stage(config, job.state)
+        job.stages.append(stage)
         return cls(
-            stage=cls.build_stage(config),
+            stage=stage,
             stats=stats,
             crawler=crawler,
             stats_file=options.stats_file,
@@ -144,8 +151,8 @@ class SinkPipeline(StagePipeline):
         )
 
     @classmethod
-    def build_stage(cls, config: EnrichConfig) -> Stage:
-        return SinkStage(sinks=build_sinks(config.output), batch_size=config.output.batch_size)
+    def build_stage(cls, config: EnrichConfig, state: CrawlState | None) -> Stage:
+        return build_sink_stage(config, state=state)
 
     async def open_spider(self) -> None:
         self.stats.started = self.stats.clock()
@@ -195,6 +202,9 @@ class SinkPipeline(StagePipeline):
                 logger.error("%s", message)
                 print(f"scrapy crawl enrich: {message}", file=sys.stderr)
             self.stats.extra.update(_policy_stats(self._crawler))
+            if self._crawler is not None:
+                job = job_of(self._crawler)
+                self.stats.extra.update(run_figures(job.stages, job.state))
             logger.info("Enrichment summary:\n%s", self.stats.summary())
             if self._stats_file is not None:
                 await asyncio.to_thread(_write_json, self._stats_file, self.stats.to_dict())

@@ -137,6 +137,13 @@ ENRICH_STATS_FILE: str | None = None
 ENRICH_PROGRESS_INTERVAL_S: float = 30.0
 """Seconds between two progress lines in the log; 0 turns them off."""
 
+ENRICH_STATE: str | None = None
+"""The job's crawl state, an SQLite file (``-a state=job.sqlite``): the crawl resumes where a killed run stopped,
+and a finished one fetches only new URLs (:mod:`enrich.state`). None by default."""
+
+ENRICH_MAX_AGE_S: float | None = None
+"""With a state in a recrawl: URLs fetched less than this many seconds ago keep their record (``-a max_age=2d``)."""
+
 # --- Item pipelines -------------------------------------------------------------------------------------------------
 
 ITEM_PIPELINES = {ExtractPipeline: 100, NLPPipeline: 200, SinkPipeline: 300}
@@ -160,6 +167,10 @@ class RunOptions:
     input_field: str = "url"
     stats_file: Path | None = None
     progress_interval_s: float = 30.0
+    state: Path | None = None
+    """The job's crawl state file (resume, recrawl); ``None`` keeps none."""
+    max_age_s: float | None = None
+    """In a recrawl, URLs fetched less than this long ago keep their stored record, unfetched."""
 
     def __post_init__(self) -> None:
         if self.input_format not in _INPUT_FORMATS:
@@ -168,6 +179,8 @@ class RunOptions:
             raise ConfigError("input_column and input_field must not be empty")
         if self.progress_interval_s < 0:
             raise ConfigError(f"progress interval must be >= 0 seconds, got {self.progress_interval_s}")
+        if self.max_age_s is not None and self.max_age_s < 0:
+            raise ConfigError(f"max_age must be >= 0 seconds, got {self.max_age_s}")
 
 
 def enrich_config_from_settings(
@@ -202,10 +215,13 @@ def run_options_from_settings(settings: BaseSettings) -> RunOptions:
         ConfigError: a value is invalid.
     """
     stats_file = settings.get("ENRICH_STATS_FILE")
+    state = settings.get("ENRICH_STATE")
     try:
         interval = settings.getfloat("ENRICH_PROGRESS_INTERVAL_S", 30.0)
+        max_age = settings.get("ENRICH_MAX_AGE_S")
+        max_age_s = float(max_age) if max_age not in (None, "") else None
     except ValueError as exc:
-        raise ConfigError(f"ENRICH_PROGRESS_INTERVAL_S must be a number of seconds: {exc}") from exc
+        raise ConfigError(f"ENRICH_PROGRESS_INTERVAL_S and ENRICH_MAX_AGE_S must be numbers of seconds: {exc}") from exc
     return RunOptions(
         input=settings.get("ENRICH_INPUT") or None,
         input_format=settings.get("ENRICH_INPUT_FORMAT") or "auto",
@@ -213,6 +229,8 @@ def run_options_from_settings(settings: BaseSettings) -> RunOptions:
         input_field=settings.get("ENRICH_INPUT_FIELD") or "url",
         stats_file=Path(stats_file) if stats_file else None,
         progress_interval_s=interval,
+        state=Path(state) if state else None,
+        max_age_s=max_age_s,
     )
 
 
@@ -232,6 +250,8 @@ def store_run(settings: BaseSettings, config: EnrichConfig, options: RunOptions)
             "ENRICH_INPUT_FIELD": options.input_field,
             "ENRICH_STATS_FILE": str(options.stats_file) if options.stats_file else None,
             "ENRICH_PROGRESS_INTERVAL_S": options.progress_interval_s,
+            "ENRICH_STATE": str(options.state) if options.state else None,
+            "ENRICH_MAX_AGE_S": options.max_age_s,
         },
         priority="cmdline",
     )

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 from enrich.config import ExtractConfig
 from enrich.errors import ContentError
 from enrich.extract import extract_page
+from enrich.state.revisit import reuse_unchanged
 
 if TYPE_CHECKING:
     from enrich.stages import WorkItem
+    from enrich.state import CrawlState
 
 __all__ = ["ExtractStage"]
 
@@ -19,14 +21,17 @@ __all__ = ["ExtractStage"]
 class ExtractStage:
     """Fills text and metadata from the fetched body, then drops the body: later stages need only the record.
 
+    With a crawl state, a page a recrawl finds unchanged (304, same body) gets its stored record instead.
+
     Parsing a large page takes tens of milliseconds of CPU, so it runs in the stage's own threads to keep the
     event loop (and so the fetching) responsive.
     """
 
     name = "extract"
 
-    def __init__(self, *, config: ExtractConfig | None = None) -> None:
+    def __init__(self, *, config: ExtractConfig | None = None, state: CrawlState | None = None) -> None:
         self._config = config or ExtractConfig()
+        self._state = state
         self._executor: ThreadPoolExecutor | None = None
         self.busy_s = 0.0
 
@@ -35,7 +40,7 @@ class ExtractStage:
 
     async def process(self, item: WorkItem) -> WorkItem:
         page = item.page
-        if page is None:
+        if page is None or (self._state is not None and await reuse_unchanged(self._state, item)):
             return item
         item.page = None  # release the body as soon as it is read
         loop = asyncio.get_running_loop()

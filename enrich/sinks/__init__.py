@@ -7,6 +7,7 @@ never dropped silently.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -45,6 +46,7 @@ class SinkStage:
     buffered, so an interrupted run that closes its stages loses nothing it processed.
 
     ``on_written`` is called with each batch once every sink has it (the crawl state marks those URLs done).
+    Flushes never overlap, so what ``on_written`` reads of a sink (the JSONL offset) is that batch's.
     """
 
     name = "sink"
@@ -54,15 +56,16 @@ class SinkStage:
         *,
         sinks: Sequence[Sink],
         batch_size: int = 100,
-        on_written: Callable[[Sequence[Record]], Awaitable[None]] | None = None,
+        on_written: Callable[[Sequence[WorkItem]], Awaitable[None]] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self._sinks = list(sinks)
         self._batch_size = batch_size
         self._on_written = on_written
-        self._buffer: list[Record] = []
-        self._partial: tuple[list[Record], set[int]] | None = None
+        self._buffer: list[WorkItem] = []
+        self._partial: tuple[list[WorkItem], set[int]] | None = None
+        self._flushing = asyncio.Lock()
         """A batch some sinks wrote before another failed, and the indexes of the sinks that have it."""
         self.written = 0
 
@@ -79,27 +82,29 @@ class SinkStage:
         record.enriched_at = utc_now_iso()
         record.process_duration_ms = round((time.perf_counter() - item.started) * 1000, 1)
         item.page = None
-        self._buffer.append(record)
+        self._buffer.append(item)
         if len(self._buffer) >= self._batch_size:
             await self.flush()
         return item
 
     async def flush(self) -> None:
-        if self._partial is not None:
-            batch, done = self._partial
-            await self._write(batch, done)
-        if not self._buffer:
-            return
-        batch, self._buffer = self._buffer, []
-        await self._write(batch, set())
+        async with self._flushing:
+            if self._partial is not None:
+                batch, done = self._partial
+                await self._write(batch, done)
+            if not self._buffer:
+                return
+            batch, self._buffer = self._buffer, []
+            await self._write(batch, set())
 
-    async def _write(self, batch: list[Record], done: set[int]) -> None:
+    async def _write(self, batch: list[WorkItem], done: set[int]) -> None:
         self._partial = (batch, done)
+        records = [item.record for item in batch]
         for index, sink in enumerate(self._sinks):
             if index in done:
                 continue
             try:
-                await sink.write(batch)
+                await sink.write(records)
             except SinkError:
                 raise
             except Exception as exc:  # a bug or an unexpected failure in a sink: same outcome, a clear stop
@@ -109,7 +114,12 @@ class SinkStage:
                 ) from exc
             done.add(index)
         if self._on_written is not None:
-            await self._on_written(batch)
+            try:
+                await self._on_written(batch)
+            except SinkError:
+                raise
+            except Exception as exc:
+                raise SinkError(f"recording a written batch failed ({type(exc).__name__}: {exc})") from exc
         self._partial = None
         self.written += len(batch)
 

@@ -301,8 +301,8 @@ async def test_any_sink_exception_keeps_the_batch_and_no_sink_writes_it_twice() 
 async def test_on_written_sees_each_batch_once_all_sinks_have_it() -> None:
     seen: list[list[str]] = []
 
-    async def written(batch: Sequence[Record]) -> None:
-        seen.append([r.url for r in batch])
+    async def written(batch: Sequence[WorkItem]) -> None:
+        seen.append([item.record.url for item in batch])
 
     sink = FailingSink()
     stage = SinkStage(sinks=[sink], batch_size=1, on_written=written)

@@ -9,7 +9,8 @@ Usage, from the repository root::
     scrapy crawl enrich -a input=urls.txt -a output=out.jsonl [-a nlp=off] [-a concurrency=32] ...
 
 Every input line that holds something ends as exactly one record: invalid URLs without a request, duplicates
-each with their own request (``dont_filter``), blocked, failed and non-2xx fetches as error records.
+each with their own request (``dont_filter``), blocked, failed and non-2xx fetches as error records. With a crawl
+state (``-a state=job.sqlite``), a URL already in the job's output and a repeated one are skipped instead.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ from twisted.internet.error import (
 )
 from twisted.internet.error import TimeoutError as TxTimeoutError
 
+from crawler.jobs import parse_age
 from crawler.scrapy_mode.bodies import TRUNCATED_FLAG
+from crawler.scrapy_mode.jobstate import job_of
 from crawler.scrapy_mode.logs import install_url_redaction
 from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META, FetchAborted, attempts_of
 from crawler.scrapy_mode.pipelines import ENGINE
@@ -54,6 +57,7 @@ from enrich.errors import ConfigError, FetchError, FetchTimeoutError
 from enrich.policy import failure_message, http_error
 from enrich.record import FetchedPage, utc_now_iso
 from enrich.stages import WorkItem
+from enrich.state import Admission, fresh_item, is_page
 from enrich.urls import iter_input_lines, read_urls, redact_url
 
 if TYPE_CHECKING:
@@ -64,9 +68,13 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
+    from enrich.state import StoredRow
     from enrich.urls import InputURL
 
 __all__ = ["ARGUMENTS", "INPUT_URL_META", "EnrichSpider", "failure_reason", "fetch_error", "parse_arguments"]
+
+CONDITIONAL_META = "enrich_conditional"
+"""Request meta key set when the request carries a recrawl's validators: a 304 to it is a page."""
 
 STARTED_META = "enrich_started"
 """Request meta key holding when the request was made (``perf_counter``): a failure's fetch duration counts from
@@ -97,6 +105,13 @@ def _parse_float(value: str) -> float:
         return float(value.strip())
     except ValueError:
         raise ValueError("must be a number") from None
+
+
+def _parse_age(value: str) -> float:
+    try:
+        return parse_age(value)
+    except ConfigError as exc:
+        raise ValueError("must be seconds, or a number with s, m, h, d or w") from exc
 
 
 def _parse_text(value: str) -> str:
@@ -144,6 +159,9 @@ ARGUMENTS: dict[str, Argument] = {
     "nlp_batch_size": Argument("nlp.batch_size", _parse_int, "texts per spaCy batch"),
     "nlp_workers": Argument("nlp.workers", _parse_int, "NLP worker threads"),
     "model": Argument("nlp.model", _parse_text, "spaCy model package or path"),
+    # the job
+    "state": Argument("state", _parse_text, "crawl state file: resume after a crash, fetch only new URLs after"),
+    "max_age": Argument("max_age", _parse_age, "in a recrawl, reuse records fetched less than this ago (30m, 2d)"),
 }
 """Every ``-a name=value`` the spider accepts. An unknown name is an error, not silently ignored."""
 
@@ -196,6 +214,8 @@ def parse_arguments(arguments: dict[str, Any], settings: BaseSettings) -> tuple[
             input_field=run.get("input_field", defaults.input_field),
             stats_file=Path(run["stats_file"]) if "stats_file" in run else defaults.stats_file,
             progress_interval_s=defaults.progress_interval_s,
+            state=Path(run["state"]) if "state" in run else defaults.state,
+            max_age_s=run.get("max_age", defaults.max_age_s),
         )
     except ConfigError as exc:
         raise ConfigError(f"invalid spider argument: {exc}") from None
@@ -364,16 +384,32 @@ class EnrichSpider(Spider):
         # Scrapy reads start() whenever its downloader is full, so the bound is ours to keep: wait while the
         # frontier holds max_pending requests (FrontierScheduler; without it, Scrapy's own scheduler holds all).
         scheduler = scheduler_of(self.crawler)
+        state = job_of(self.crawler).state
         for entry in read_urls(lines):
+            revisit = None
+            if state is not None:
+                kind, revisit = state.admit(entry.url, priority=entry.priority)
+                if kind is Admission.FRESH:
+                    item = fresh_item(state, entry.url, engine=ENGINE)
+                    if item is not None:
+                        yield item
+                        continue
+                elif not kind.fetch:
+                    continue  # counted by the state (duplicates_skipped, already_done in the stats)
             if scheduler is not None:
                 await scheduler.wait_for_room()
-            yield self._request_or_error(entry)
+            yield self._request_or_error(entry, revisit)
 
-    def _request_or_error(self, entry: InputURL) -> Request | WorkItem:
+    def _request_or_error(self, entry: InputURL, revisit: StoredRow | None = None) -> Request | WorkItem:
         if entry.error is not None or entry.fetch_url is None:
             error = entry.error or ValueError("no URL")
             return WorkItem.from_error(entry.url, error, engine=ENGINE, stage="input")
         url, headers = _split_credentials(entry.fetch_url)
+        meta: dict[str, Any] = {INPUT_URL_META: entry.url, STARTED_META: time.perf_counter()}
+        if revisit is not None and revisit.final_url == entry.url and revisit.conditional_headers():
+            # a URL that answered itself last time: ask whether it changed (a redirected one is compared by hash)
+            headers.update(revisit.conditional_headers())
+            meta[CONDITIONAL_META] = True
         try:
             return Request(
                 url,
@@ -382,7 +418,7 @@ class EnrichSpider(Spider):
                 headers=headers or None,
                 dont_filter=True,
                 priority=entry.priority,
-                meta={INPUT_URL_META: entry.url, STARTED_META: time.perf_counter()},
+                meta=meta,
             )
         except ValueError as exc:  # a URL our validator accepts but Scrapy's does not
             return WorkItem.from_error(entry.url, FetchError(f"Invalid URL: {exc}", url=entry.url), engine=ENGINE)
@@ -399,7 +435,7 @@ class EnrichSpider(Spider):
         fetched_at = utc_now_iso()
         latency_ms = _latency_ms(meta)
         attempts = attempts_of(meta)
-        if not 200 <= response.status < 300:
+        if not is_page(response.status, conditional=bool(meta.get(CONDITIONAL_META))):
             return [
                 WorkItem.from_error(
                     url,
