@@ -166,6 +166,23 @@ def format_summary(figures: dict[str, Any], *, title: str = "Summary", extra: di
     add("Avg process", "avg_process_ms", "{:.0f} ms")
     add("Bytes fetched", "bytes_fetched", "{:,}")
     add("Peak in flight", "peak_in_flight")
+
+    def count(label: str, key: str) -> None:  # shown only when something happened
+        if figures.get(key):
+            rows.append((label, f"{figures[key]:,}"))
+
+    count("Already done (resumed)", "already_done")
+    count("Duplicates skipped", "duplicates_skipped")
+    count("Not started", "not_started")
+    count("Revisited", "revisited")
+    count("Not modified (304)", "not_modified")
+    count("Unchanged body", "unchanged")
+    count("Changed", "changed")
+    count("Fresh (not fetched)", "fresh_skipped")
+    count("NLP reused (cache)", "nlp_cache_hits")
+    if figures.get("nlp_cache_hits"):
+        add("NLP cache hit ratio", "nlp_cache_hit_ratio", "{:.1%}")
+    count("NLP worker restarts", "nlp_worker_restarts")
     for name, count in (figures.get("errors_by_type") or {}).items():
         rows.append((f"Error {name}", str(count)))
     for label, value in (extra or {}).items():

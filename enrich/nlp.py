@@ -4,18 +4,17 @@ spaCy runs off the event loop in the stage's own executor (threads by default, p
 model loaded once per worker and only the components the record needs: ``ner`` for entities and the rule-based
 ``sentencizer`` for sentence bounds. Tagger, parser and lemmatizer are dropped; keywords come from token
 frequencies, which need no tagger. On this machine that doubles words per second over the full pipeline
-(see docs/benchmarks.md). Texts from concurrent pages are gathered into batches for ``nlp.pipe``.
+(see docs/benchmarks.md). Texts from concurrent pages are gathered into batches for ``nlp.pipe``. The executor
+lives in :mod:`enrich.nlp_pool`, which replaces a process pool whose worker died.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 from enrich.config import DEFAULT_MODEL, NLPConfig
 from enrich.errors import NLPError
 from enrich.nlp_cache import NLPCache, model_identity
+from enrich.nlp_pool import WorkerDeathError, WorkerPool
 from enrich.record import Entity
 
 if TYPE_CHECKING:
@@ -263,11 +263,7 @@ def _analyze_in_worker(config: NLPConfig, texts: list[str], languages: list[str 
 
 
 def _init_worker(config: NLPConfig) -> None:
-    """Executor initializer: each worker thread or process loads its model once, at start."""
-    _worker_analyzer(config)
-
-
-def _warm_worker(config: NLPConfig) -> None:
+    """Executor initializer: each worker thread or process loads its model once, at start (idempotent)."""
     _worker_analyzer(config)
 
 
@@ -280,6 +276,15 @@ class NLPStage:
     Texts from concurrent items are gathered into batches of up to ``batch_size``: a batch is sent as soon as a
     worker is free, after waiting at most ``batch_wait_ms`` for more texts. While every worker is busy, texts
     queue up, so batches grow with load and shrink when idle.
+
+    With the process executor, a worker that dies (OOM kill, segfault) is replaced with a fresh pool and the batches
+    it took down are run once more (:mod:`enrich.nlp_pool`); a batch on which a worker dies twice fails.
+
+    Attributes:
+        words: words analyzed.
+        busy_s: seconds spent in batches that succeeded.
+        worker_death_errors: records that failed because worker processes died (twice on their batch, or no fresh
+            pool could start).
     """
 
     name = "nlp"
@@ -289,49 +294,38 @@ class NLPStage:
         self._store = store
         self.cache: NLPCache | None = None
         """Analyses by content (:mod:`enrich.nlp_cache`), kept in ``store`` across runs when one is given."""
-        self._executor: Executor | None = None
+        self._pool = WorkerPool(
+            kind=config.executor, workers=config.workers, initializer=_init_worker, initargs=(config,), name=self.name
+        )
         self._queue: asyncio.Queue[_Pending] | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._carry: _Pending | None = None
         self.words = 0
         self.busy_s = 0.0
+        self.worker_death_errors = 0
 
     @property
     def enabled(self) -> bool:
         return self._config.enabled
 
+    @property
+    def worker_restarts(self) -> int:
+        """Fresh worker pools started after a worker process died."""
+        return self._pool.restarts
+
     async def open(self) -> None:
         if not self._config.enabled:
             return
-        workers = self._config.workers
         model = await asyncio.to_thread(resolve_model, self._config.model)  # a missing model stops the run, clearly
         self.cache = NLPCache(config=self._config, model=model_identity(model), store=self._store)
-        if self._config.executor == "process":
-            # spawn, not fork: the parent runs an event loop (or a Twisted reactor) that must not be copied
-            self._executor = ProcessPoolExecutor(
-                workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(self._config,),
-            )
-        else:
-            self._executor = ThreadPoolExecutor(
-                workers, thread_name_prefix="nlp", initializer=_init_worker, initargs=(self._config,)
-            )
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        try:
-            # one call per worker starts every worker now, so the first pages do not wait for model loading
-            await asyncio.gather(
-                *(loop.run_in_executor(self._executor, _warm_worker, self._config) for _ in range(workers))
-            )
-        except BaseException:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-            raise
+        await self._pool.open()  # every worker loads its model now, so the first pages do not wait for it
         logger.info(
-            "NLP stage ready: %d %s worker(s) in %.1fs", workers, self._config.executor, time.perf_counter() - started
+            "NLP stage ready: %d %s worker(s) in %.1fs",
+            self._config.workers,
+            self._config.executor,
+            time.perf_counter() - started,
         )
         self._queue = asyncio.Queue()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="nlp-dispatch")
@@ -401,15 +395,14 @@ class NLPStage:
         texts = [text for text, _, _ in batch]
         started = time.perf_counter()
         try:
-            results = await asyncio.get_running_loop().run_in_executor(
-                self._executor, _analyze_in_worker, self._config, texts, [lang for _, lang, _ in batch]
-            )
+            results = await self._pool.run(_analyze_in_worker, self._config, texts, [lang for _, lang, _ in batch])
+        except WorkerDeathError as exc:  # the pool has logged the deaths, with their exit codes
+            logger.warning("NLP batch of %d failed: %s", len(batch), exc)
+            self.worker_death_errors += len(batch)
+            self._fail(batch, NLPError(str(exc)))
         except Exception as exc:  # a worker failure fails the batch's records, not the run
             logger.warning("NLP batch of %d failed: %s", len(batch), exc, exc_info=True)
-            error = exc if isinstance(exc, NLPError) else NLPError(f"{type(exc).__name__}: {exc}")
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            self._fail(batch, exc if isinstance(exc, NLPError) else NLPError(f"{type(exc).__name__}: {exc}"))
         else:
             self.busy_s += time.perf_counter() - started
             self.words += sum(len(t[: self._config.max_chars].split()) for t in texts)
@@ -418,6 +411,12 @@ class NLPStage:
                     future.set_result(result)
         finally:
             slots.release()
+
+    @staticmethod
+    def _fail(batch: list[_Pending], error: NLPError) -> None:
+        for _, _, future in batch:
+            if not future.done():
+                future.set_exception(error)
 
     async def close(self) -> None:
         if self._dispatcher is not None:
@@ -430,9 +429,5 @@ class NLPStage:
         self._carry = None
         while self._queue is not None and not self._queue.empty():
             leftovers.append(self._queue.get_nowait())
-        for _, _, future in leftovers:
-            if not future.done():
-                future.set_exception(NLPError("NLP stage closed before this text was analyzed"))
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        self._fail(leftovers, NLPError("NLP stage closed before this text was analyzed"))
+        await self._pool.close()

@@ -81,6 +81,9 @@ def run_figures(stages: Sequence[Stage], state: CrawlState | None) -> dict[str, 
             figures["nlp_cache_hits"] = cache.hits
             figures["nlp_cache_misses"] = cache.misses
             figures["nlp_cache_hit_ratio"] = round(cache.hit_ratio or 0.0, 4)
+        if getattr(stage, "worker_restarts", 0):
+            figures["nlp_worker_restarts"] = getattr(stage, "worker_restarts", 0)
+            figures["nlp_worker_death_errors"] = getattr(stage, "worker_death_errors", 0)
     if state is not None:
         counts = state.counts
         figures["job_state"] = str(state.path)

@@ -1,0 +1,224 @@
+"""The NLP stage's executor, replaced when one of its worker processes dies.
+
+A ``ProcessPoolExecutor`` whose worker dies (OOM kill, SIGKILL, a segfault in native code) is broken for good:
+every later call fails with ``BrokenProcessPool``, so every later record of the run would carry an NLP error. A
+death says nothing about the texts that were in flight with it (the pool kills every worker when one dies), so
+:class:`WorkerPool` starts a fresh executor, warmed like the first, and runs each of those calls once more. A call on
+which a worker dies twice is the likely killer and fails with :class:`WorkerDeathError`; the run goes on in a fresh
+pool. Threads do not die, so a thread pool is never replaced. Kept apart from ``nlp.py``, which is about text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from enrich.errors import NLPError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from concurrent.futures import Executor
+
+__all__ = ["WorkerDeathError", "WorkerPool"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class WorkerDeathError(Exception):
+    """A call's worker process died twice while running it, or no fresh pool could start after a death.
+
+    Not an :class:`~enrich.errors.EnrichError`: it never leaves the NLP stage, which turns it into an ``NLPError``
+    on each record of the batch and counts those records.
+    """
+
+
+@dataclass(eq=False, slots=True)
+class _Generation:
+    """One executor in the pool's life; calls that failed on it replace it only while it is still the current one."""
+
+    executor: Executor | None
+    """None when its start failed: the next call starts another."""
+    death: str = "exit code unknown"
+    """How its processes ended, set when it is replaced after a death."""
+
+
+class WorkerPool:
+    """``workers`` threads or processes, each set up by ``initializer(*initargs)``, which must be idempotent (it
+    also warms every worker at start). A process pool broken by a dying worker is replaced, one replacement at a time.
+
+    Attributes:
+        restarts: fresh pools started after a worker died.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: Literal["thread", "process"],
+        workers: int,
+        initializer: Callable[..., object],
+        initargs: tuple[object, ...],
+        name: str = "nlp",
+    ) -> None:
+        self._kind = kind
+        self._workers = workers
+        self._initializer = initializer
+        self._initargs = initargs
+        self._name = name
+        self._current: _Generation | None = None
+        self._lock = asyncio.Lock()
+        self.restarts = 0
+
+    async def open(self) -> None:
+        """Start every worker now, so the first calls do not wait for the initializer (a model load).
+
+        Raises:
+            Exception: whatever starting a worker raised (``BrokenProcessPool`` when a process initializer failed).
+        """
+        executor = await self._start()
+        self._current = _Generation(executor)
+
+    async def run(self, func: Callable[..., T], *args: object) -> T:
+        """``func(*args)`` in a worker; after a worker death, once more in a fresh pool.
+
+        Raises:
+            WorkerDeathError: a worker died again on the second try, or no fresh pool could start.
+            NLPError: the pool is not open.
+            Exception: whatever ``func`` raised, as it raised it (never retried).
+        """
+        loop = asyncio.get_running_loop()
+        deaths = 0
+        while True:
+            generation = self._current
+            if generation is None:
+                raise NLPError("NLP worker pool used before open() or after close()")
+            if generation.executor is None:  # the last start failed: this call tries again
+                await self._replace(generation)
+                continue
+            try:
+                future = loop.run_in_executor(generation.executor, func, *args)
+            except BrokenProcessPool:  # broken before this call got in: no death on this call
+                await self._replace(generation)
+                continue
+            try:
+                return await future
+            except BrokenProcessPool as exc:
+                deaths += 1
+                await self._replace(generation)
+                if deaths == 2:
+                    raise WorkerDeathError(
+                        f"NLP worker process died ({generation.death}) twice on this batch; its texts are not analyzed"
+                    ) from exc
+
+    async def close(self) -> None:
+        """Shut the current executor down and wait for its workers; waits for a replacement under way first."""
+        async with self._lock:
+            generation, self._current = self._current, None
+        if generation is not None and generation.executor is not None:
+            await asyncio.to_thread(generation.executor.shutdown, wait=True, cancel_futures=True)
+
+    async def _replace(self, dead: _Generation) -> None:
+        """Start a fresh executor in place of ``dead``, unless another call has done so already."""
+        async with self._lock:
+            if self._current is not dead:
+                return
+            if dead.executor is not None:
+                dead.death = await asyncio.to_thread(_bury, dead.executor)
+            started = time.perf_counter()
+            try:
+                executor = await self._start()
+            except Exception as exc:
+                self._current = _Generation(None, death=dead.death)
+                logger.error(
+                    "NLP worker process died (%s) and no fresh %s pool could start",
+                    dead.death,
+                    self._kind,
+                    exc_info=True,
+                    extra={"stage": self._name},
+                )
+                raise WorkerDeathError(
+                    f"NLP worker process died ({dead.death}) and no fresh worker could start: {type(exc).__name__}: "
+                    f"{exc}"
+                ) from exc
+            except BaseException:  # cancelled: the next call starts a pool, close() has nothing to stop
+                self._current = _Generation(None, death=dead.death)
+                raise
+            self._current = _Generation(executor)
+            self.restarts += 1
+            logger.warning(
+                "NLP worker process died (%s); started a fresh pool of %d in %.1fs (restart %d)",
+                dead.death,
+                self._workers,
+                time.perf_counter() - started,
+                self.restarts,
+                extra={"stage": self._name, "worker_death": dead.death},
+            )
+
+    async def _start(self) -> Executor:
+        """A new executor with every worker started; shut down again if a worker fails to start."""
+        executor: Executor
+        if self._kind == "process":
+            # spawn, not fork: the parent runs an event loop (or a Twisted reactor) that must not be copied
+            executor = ProcessPoolExecutor(
+                self._workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=self._initializer,
+                initargs=self._initargs,
+            )
+        else:
+            executor = ThreadPoolExecutor(
+                self._workers, thread_name_prefix=self._name, initializer=self._initializer, initargs=self._initargs
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            # one call per worker starts every worker now
+            await asyncio.gather(
+                *(loop.run_in_executor(executor, self._initializer, *self._initargs) for _ in range(self._workers))
+            )
+        except Exception:
+            # wait: the workers of a pool that failed to start are still being stopped, and must not outlive it
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+            raise
+        except BaseException:  # cancelled: no waiting now
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
+        return executor
+
+
+def _bury(executor: Executor) -> str:
+    """Shut a broken executor down and say how its processes ended. Blocks: it joins them, so their exit codes
+    are final."""
+    # The executor's process table is private, and the only way to the exit codes; read before shutdown clears it.
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=True, cancel_futures=True)
+    return _describe_exit_codes([process.exitcode for process in processes])
+
+
+def _describe_exit_codes(codes: list[int | None]) -> str:
+    """How a broken pool's processes ended, for messages: ``"exit code -9, SIGKILL"``.
+
+    The executor terminates (SIGTERM) the workers that outlived the dead one, so those codes are left out unless
+    every process ended that way.
+    """
+    known = [code for code in codes if code is not None]
+    dead = [code for code in known if code != -signal.SIGTERM] or known
+    if not dead:
+        return "exit code unknown"
+    return " / ".join(_describe_code(code) for code in sorted(set(dead)))
+
+
+def _describe_code(code: int) -> str:
+    if code < 0:
+        try:
+            return f"exit code {code}, {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exit code {code}"
