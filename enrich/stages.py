@@ -41,6 +41,8 @@ class WorkItem:
     """What the crawl state keeps for a revisit: the response's validators and a hash of its body."""
     nlp_key: bytes | None = None
     """The NLP cache key of the record's analysis."""
+    line: str | None = None
+    """The record serialized (:func:`~enrich.record.dumps_record`), once, by the sink stage for every consumer."""
     reused: bool = False
     """The record is a stored one (not modified, unchanged, fresh): extraction and NLP leave it alone."""
 

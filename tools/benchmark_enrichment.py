@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from enrich.config import EnrichConfig
     from enrich.record import FetchedPage
+    from enrich.state import CrawlState
     from enrich.stats import RunStats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,8 @@ SERVER_SCRIPT = Path(__file__).with_name("bench_server.py")
 if str(ROOT) not in sys.path:  # the worker processes import enrich/ and crawler/ from the checkout
     sys.path.insert(0, str(ROOT))
 
-ENGINES = ("async", "scrapy")
+ENGINES = ("async", "scrapy", "async-state", "scrapy-state")
+"""The ``-state`` variants keep a crawl state (enrich.state) in the run's folder: what durability costs."""
 PROFILES = ("fetch", "extract", "full")
 PROFILE_STEPS = {"fetch": ("fetch",), "extract": ("fetch", "extract"), "full": ("fetch", "extract", "nlp")}
 RSS_POLL_S = 0.05
@@ -110,7 +112,7 @@ class BenchServer:
 class Variant:
     """One thing that is run once per round: an engine configuration or a ceiling."""
 
-    kind: str  # "async", "scrapy", "ceiling-fetch", "ceiling-cpu"
+    kind: str  # "async", "scrapy", "async-state", "scrapy-state", "ceiling-fetch", "ceiling-cpu"
     profile: str  # fetch, extract, full; "-" for ceilings
     concurrency: int
 
@@ -185,29 +187,46 @@ async def _worker_async(spec: dict[str, Any]) -> dict[str, Any]:
     urls: list[str] = spec["urls"]
     output = Path(spec["output"])
     notes: list[str] = []
+    state = None
+    if spec["kind"] == "async-state":
+        from enrich.state import CrawlState
+
+        state = CrawlState.open(output.with_suffix(".state.sqlite"), restart=True)
+        notes.append("with a crawl state: every batch committed to SQLite (WAL), the JSONL output fsynced first")
     started = time.perf_counter()
     if spec["profile"] == "fetch":
-        run_stats = await _async_fetch_only(config, urls, output)
+        run_stats = await _async_fetch_only(config, urls, output, state)
         notes.append("async fetch profile: the processor with a SinkStage over a MemorySink as its only stage")
+    elif state is not None:
+        from crawler.async_engine import AsyncEnrichmentProcessor, iter_inputs
+
+        processor = AsyncEnrichmentProcessor.from_config(config, progress_interval_s=0, state=state)
+        run_stats = await processor.run(iter_inputs(urls))
     else:
         run_stats = await run_async_enrichment(urls=urls, output_file=output, config=config, progress_interval_s=0)
     call_s = time.perf_counter() - started
+    if state is not None:
+        state.close(complete=True)
     stats = run_stats.to_dict()
     return {"duration_s": stats.get("elapsed_s") or call_s, "call_s": call_s, "engine_stats": stats, "notes": notes}
 
 
-async def _async_fetch_only(config: EnrichConfig, urls: list[str], output: Path) -> RunStats:
-    """The async engine with no extraction and no NLP: its processor with only a sink stage over a MemorySink.
+async def _async_fetch_only(
+    config: EnrichConfig, urls: list[str], output: Path, state: CrawlState | None = None
+) -> RunStats:
+    """The async engine with no extraction and no NLP: its processor with only a sink stage over a MemorySink
+    (committing to ``state`` when one is given).
 
     The records are written to ``output`` after the run, for the parent to read.
     """
     from crawler.async_engine import AsyncEnrichmentProcessor, iter_inputs
+    from enrich.pipeline import build_sink_stage
     from enrich.record import dumps_record
-    from enrich.sinks import MemorySink, SinkStage
+    from enrich.sinks import MemorySink
 
     sink = MemorySink()
     processor = AsyncEnrichmentProcessor.from_config(
-        config, stages=[SinkStage(sinks=[sink], batch_size=config.output.batch_size)], progress_interval_s=0
+        config, stages=[build_sink_stage(config, sinks=[sink], state=state)], progress_interval_s=0, state=state
     )
     stats = await processor.run(iter_inputs(urls))
     _write_lines(output, [dumps_record(record) for record in sink.records])
@@ -376,7 +395,12 @@ def worker_main(spec_path: Path) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     spec["urls"] = Path(spec["urls_file"]).read_text(encoding="utf-8").split()
-    runner = {"async": _worker_async, "ceiling-fetch": _worker_ceiling_fetch, "ceiling-cpu": _worker_ceiling_cpu}
+    runner = {
+        "async": _worker_async,
+        "async-state": _worker_async,
+        "ceiling-fetch": _worker_ceiling_fetch,
+        "ceiling-cpu": _worker_ceiling_cpu,
+    }
     result = asyncio.run(runner[spec["kind"]](spec))
     result["ru_maxrss_mb"] = _peak_rss_self_mb()
     Path(spec["result"]).write_text(json.dumps(result, default=str), encoding="utf-8")
@@ -528,7 +552,7 @@ class Runner:
         profile = variant.profile if variant.is_engine else ("full" if "full" in self.args.profile else "extract")
         config = build_config(self.args, profile, variant.concurrency or max(self.args.concurrency), output)
         notes: list[str] = []
-        if variant.kind == "scrapy":
+        if variant.kind.startswith("scrapy"):
             cmd, stats_path = self._scrapy_command(config, variant, output, tag)
             if variant.profile == "fetch":
                 notes.append("scrapy fetch profile: -s ITEM_PIPELINES={SinkPipeline} (no extraction, no NLP)")
@@ -566,7 +590,7 @@ class Runner:
         if code != 0:
             tail = log_path.read_text(encoding="utf-8", errors="replace")[-1500:]
             run.error = f"exit code {code}; log {log_path}:\n{tail}"
-        if variant.kind == "scrapy":
+        if variant.kind.startswith("scrapy"):
             stats = _read_json(stats_path) if stats_path is not None else None
             run.engine_stats = stats or {}
             # the spider's own run time when its stats give one, else the process wall time (startup included)
@@ -607,6 +631,8 @@ class Runner:
             ("concurrency", variant.concurrency),
         ):
             cmd += ["-a", f"{key}={value}"]
+        if variant.kind == "scrapy-state":
+            cmd += ["-a", f"state={self.workdir / f'{tag}.state.sqlite'}"]
         if variant.profile == "fetch":
             # only the sink pipeline: the page goes from the downloader straight to the JSONL file
             cmd += ["-s", "ITEM_PIPELINES=" + json.dumps({SCRAPY_SINK_PIPELINE: 300})]

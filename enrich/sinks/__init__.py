@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from enrich.errors import SinkError
-from enrich.record import utc_now_iso
+from enrich.record import dumps_record, utc_now_iso
 from enrich.sinks.jsonl import JsonlSink
 from enrich.sinks.memory import MemorySink
 from enrich.sinks.sqlite import SqliteSink
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from enrich.record import Record
     from enrich.stages import WorkItem
 
-__all__ = ["JsonlSink", "MemorySink", "Sink", "SinkStage", "SqliteSink"]
+__all__ = ["JsonlSink", "MemorySink", "SerializedSink", "Sink", "SinkStage", "SqliteSink"]
 
 
 @runtime_checkable
@@ -35,6 +35,13 @@ class Sink(Protocol):
     async def write(self, records: Sequence[Record]) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SerializedSink(Protocol):
+    """A sink that can take each record's JSON line as the sink stage made it (serialized once for all sinks)."""
+
+    async def write_serialized(self, records: Sequence[Record], lines: Sequence[str]) -> None: ...
 
 
 class SinkStage:
@@ -100,11 +107,19 @@ class SinkStage:
     async def _write(self, batch: list[WorkItem], done: set[int]) -> None:
         self._partial = (batch, done)
         records = [item.record for item in batch]
+        lines: list[str] = []
+        for item in batch:
+            if item.line is None:
+                item.line = dumps_record(item.record)
+            lines.append(item.line)
         for index, sink in enumerate(self._sinks):
             if index in done:
                 continue
             try:
-                await sink.write(records)
+                if isinstance(sink, SerializedSink):
+                    await sink.write_serialized(records, lines)
+                else:
+                    await sink.write(records)
             except SinkError:
                 raise
             except Exception as exc:  # a bug or an unexpected failure in a sink: same outcome, a clear stop

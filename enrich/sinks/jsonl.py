@@ -93,9 +93,13 @@ class JsonlSink:
         self.offset += len(data)
 
     async def write(self, records: Sequence[Record]) -> None:
+        await self.write_serialized(records, [dumps_record(r) for r in records])
+
+    async def write_serialized(self, records: Sequence[Record], lines: Sequence[str]) -> None:
+        """Write records already serialized by :func:`~enrich.record.dumps_record` (one line each)."""
         if self._file is None:
             raise SinkError("JSONL sink written before open()")
-        data = "".join(dumps_record(r) + "\n" for r in records).encode("utf-8")
+        data = "".join(line + "\n" for line in lines).encode("utf-8")
         async with self._lock:
             try:
                 await asyncio.to_thread(self._write_sync, data)

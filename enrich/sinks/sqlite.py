@@ -71,6 +71,10 @@ class SqliteSink:
             self._db.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
     async def write(self, records: Sequence[Record]) -> None:
+        await self.write_serialized(records, [dumps_record(r) for r in records])
+
+    async def write_serialized(self, records: Sequence[Record], lines: Sequence[str]) -> None:
+        """Write records already serialized by :func:`~enrich.record.dumps_record` (one line each)."""
         if self._db is None:
             raise SinkError("SQLite sink written before open()")
         rows = [
@@ -84,9 +88,9 @@ class SqliteSink:
                 r.word_count,
                 r.error.type if r.error else None,
                 r.enriched_at,
-                dumps_record(r),
+                line,
             )
-            for r in records
+            for r, line in zip(records, lines, strict=True)
         ]
         async with self._lock:
             try:

@@ -21,7 +21,6 @@ second one, which WAL lets run beside the writer, so the loop never waits on a c
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -29,15 +28,14 @@ import os
 import sqlite3
 import threading
 import time
-import zlib
 from dataclasses import dataclass
-from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from enrich.errors import SinkError
 from enrich.record import Record, dumps_record
+from enrich.state.db import SCHEMA, SCHEMA_VERSION, iso_to_ts, lock_job, pack, transaction, unpack
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -48,38 +46,10 @@ __all__ = ["Admission", "CrawlState", "StoredRow", "body_hash"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS urls (
-    url TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,              -- input order of the first reading
-    priority INTEGER NOT NULL DEFAULT 0,
-    state TEXT NOT NULL,               -- pending | done | failed
-    gen INTEGER NOT NULL,              -- the generation (crawl or recrawl) the state belongs to
-    run INTEGER NOT NULL,              -- the process run that last read it (repeats within a run are duplicates)
-    attempts INTEGER NOT NULL DEFAULT 0,
-    status INTEGER,
-    final_url TEXT,
-    fetched_at TEXT,
-    fetched_ts REAL,                   -- fetched_at as Unix time, for freshness
-    etag TEXT,
-    last_modified TEXT,
-    body_hash BLOB,
-    text_hash BLOB,
-    nlp_key BLOB,                      -- key of its analysis in nlp_cache
-    record BLOB                        -- the record as written, zlib-compressed JSON
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS nlp_cache (key BLOB PRIMARY KEY, result BLOB NOT NULL) WITHOUT ROWID;
-"""
-
-COMPRESS_LEVEL = 1
+MAX_SEEN = 1_000_000
+"""URLs of a first crawl told new without a database lookup (8-byte digests, about 70 MB); past this, looked up."""
 """zlib level of stored records and analyses: level 1 is ~4x on records at a few hundred MB/s; higher levels
 gain little on JSON and cost CPU on the crawl's critical path."""
-
-PENDING_FLUSH = 2_000
-"""Newly read URLs kept in memory before they are inserted (they are also inserted with every commit)."""
 
 
 class Admission(Enum):
@@ -128,23 +98,6 @@ def body_hash(body: bytes) -> bytes:
     return hashlib.blake2b(body, digest_size=16).digest()
 
 
-def _pack(data: str) -> bytes:
-    return zlib.compress(data.encode("utf-8"), COMPRESS_LEVEL)
-
-
-def _unpack(blob: bytes) -> str:
-    return zlib.decompress(blob).decode("utf-8")
-
-
-def _iso_to_ts(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 class CrawlState:
     """The state of one job in one SQLite file. Open it with :meth:`open`; engines call :meth:`admit` per input
     URL, the sink stage calls :meth:`commit` per written batch; :meth:`close` at the end.
@@ -188,10 +141,16 @@ class CrawlState:
         self.durable = durable
         self._clock = clock
         self._lock = threading.Lock()
+        """Guards the in-memory dicts only (short): the event loop takes it for every input URL."""
+        self._db = threading.Lock()
+        """Guards the writing connection (a whole transaction)."""
         self._unflushed: dict[str, tuple[int, int]] = {}
         """URLs read in this run and not yet inserted: url -> (seq, priority)."""
         self._flushing: dict[str, tuple[int, int]] = {}
         self._seq = self._max_seq()
+        self._new_job = self._seq == 0
+        """The job had no URL when this run began: a URL is new unless this run read it before."""
+        self._seen: set[bytes] = set()
         self._revisits: dict[str, StoredRow] = {}
         """URLs being revisited (in flight), with what their last fetch left."""
         self._nlp_unsaved: dict[bytes, bytes] = {}
@@ -221,7 +180,7 @@ class CrawlState:
             SinkError: the file cannot be opened, or is not a crawl state of this version.
         """
         path = Path(path)
-        lock = _lock(path)
+        lock = lock_job(path)
         if restart:
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
@@ -231,7 +190,7 @@ class CrawlState:
             writer = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             writer.execute("PRAGMA journal_mode=WAL")
             writer.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing committed
-            writer.executescript(_SCHEMA)
+            writer.executescript(SCHEMA)
             meta = dict(writer.execute("SELECT key, value FROM meta").fetchall())
             version = int(meta.get("schema", SCHEMA_VERSION))
             if version != SCHEMA_VERSION:
@@ -255,7 +214,7 @@ class CrawlState:
                 "runs": run,
                 "output_offset": offset,
             }
-            with _transaction(writer):
+            with transaction(writer):
                 writer.executemany(
                     "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in values.items()]
                 )
@@ -309,13 +268,17 @@ class CrawlState:
                     self._unflushed[url] = (self._seq, priority)
             if kind is Admission.REVISIT and stored is not None:
                 self._revisits[url] = stored
-        if len(self._unflushed) >= PENDING_FLUSH:
-            self.flush_pending()
         return kind, stored
 
     def _decide(self, url: str) -> tuple[Admission, StoredRow | None]:
         if url in self._unflushed or url in self._flushing:
             return Admission.DUPLICATE, None
+        if self._new_job:  # a first crawl: only a URL seen before in this run can be in the database
+            digest = hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+            if digest not in self._seen:
+                self._seen.add(digest)
+                self._new_job = len(self._seen) < MAX_SEEN
+                return Admission.NEW, None
         row = self._reader.execute(
             "SELECT state, gen, run, etag, last_modified, final_url, body_hash, fetched_ts FROM urls WHERE url = ?",
             (url,),
@@ -337,21 +300,6 @@ class CrawlState:
             return Admission.FRESH, stored
         return Admission.REVISIT, stored
 
-    def flush_pending(self) -> None:
-        """Insert the URLs read so far (as ``pending`` of this run) in one transaction."""
-        with self._lock:
-            if not self._unflushed:
-                return
-            self._flushing, self._unflushed = {**self._flushing, **self._unflushed}, {}
-            batch = dict(self._flushing)
-        try:
-            with self._lock, _transaction(self._writer):
-                self._insert_pending(batch)
-        finally:
-            with self._lock:
-                for url in batch:
-                    self._flushing.pop(url, None)
-
     def _insert_pending(self, batch: dict[str, tuple[int, int]]) -> None:
         self._writer.executemany(
             "INSERT INTO urls (url, seq, priority, state, gen, run) VALUES (?, ?, ?, 'pending', ?, ?) "
@@ -368,11 +316,11 @@ class CrawlState:
 
     def stored_record(self, url: str) -> Record | None:
         """The record ``url`` had when it was last written (for a 304, an unchanged body, a fresh URL)."""
-        with self._lock:
+        with self._db:
             row = self._writer.execute("SELECT record FROM urls WHERE url = ?", (url,)).fetchone()
         if row is None or row[0] is None:
             return None
-        return Record.from_dict(json.loads(_unpack(row[0])))
+        return Record.from_dict(json.loads(unpack(row[0])))
 
     # --- the NLP cache ---------------------------------------------------------------------------------------
 
@@ -401,7 +349,7 @@ class CrawlState:
         now = self._clock()
         for item in items:
             record = item.record
-            line = dumps_record(record)
+            line = item.line if item.line is not None else dumps_record(record)
             text = record.text.encode("utf-8", "replace") if record.text else None
             text_hash = hashlib.blake2b(text, digest_size=16).digest() if text else None
             rows.append(
@@ -412,13 +360,13 @@ class CrawlState:
                     record.status,
                     record.final_url,
                     record.fetched_at,
-                    _iso_to_ts(record.fetched_at) or now,
+                    iso_to_ts(record.fetched_at) or now,
                     item.etag,
                     item.last_modified,
                     item.body_hash,
                     text_hash,
                     item.nlp_key,
-                    _pack(line),
+                    pack(line),
                     record.url,
                 )
             )
@@ -432,7 +380,7 @@ class CrawlState:
             self._flushing = dict(pending)
             analyses, self._nlp_unsaved = self._nlp_unsaved, {}
         try:
-            with self._lock, _transaction(self._writer):
+            with self._db, transaction(self._writer):
                 self._insert_pending(pending)
                 self._writer.executemany(
                     "UPDATE urls SET state = ?, gen = ?, attempts = ?, status = ?, final_url = ?, fetched_at = ?, "
@@ -466,7 +414,7 @@ class CrawlState:
             return
         self.closed = True
         try:
-            with self._lock, _transaction(self._writer):
+            with self._db, transaction(self._writer):
                 pending, self._unflushed = {**self._flushing, **self._unflushed}, {}
                 self._insert_pending(pending)
                 if self._nlp_unsaved:
@@ -479,42 +427,3 @@ class CrawlState:
             self._writer.close()
             if self._job_lock is not None:
                 self._job_lock.close()  # releases the lock
-
-
-def _lock(path: Path) -> IO[str]:
-    """Hold ``<path>.lock`` for the run: two processes on one job would write every record twice.
-
-    Raises:
-        SinkError: another process holds it.
-    """
-    lock_path = Path(f"{path}.lock")
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
-    except OSError as exc:
-        raise SinkError(f"cannot open the crawl state's lock {lock_path}: {exc.strerror or exc}") from exc
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        raise SinkError(
-            f"the job's state {path} is in use by another run (pid {holder}): wait for it to end or stop it"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Any:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
