@@ -299,6 +299,7 @@ class NLPStage:
         )
         self._queue: asyncio.Queue[_Pending] | None = None
         self._dispatcher: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._carry: _Pending | None = None
         self.words = 0
@@ -319,16 +320,30 @@ class NLPStage:
             return
         model = await asyncio.to_thread(resolve_model, self._config.model)  # a missing model stops the run, clearly
         self.cache = NLPCache(config=self._config, model=model_identity(model), store=self._store)
+        # The workers load their models while the first pages are fetched: a run (a recrawl above all, where most
+        # pages are not analyzed again) does not wait seconds for models before its first request.
+        self._warming = asyncio.create_task(self._warm(), name="nlp-warm")
+        self._queue = asyncio.Queue()
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="nlp-dispatch")
+
+    async def ready(self) -> None:
+        """Wait until every worker has loaded its model (:meth:`open` starts them without waiting).
+
+        Raises:
+            Exception: what starting the workers raised.
+        """
+        if self._warming is not None:
+            await asyncio.shield(self._warming)
+
+    async def _warm(self) -> None:
         started = time.perf_counter()
-        await self._pool.open()  # every worker loads its model now, so the first pages do not wait for it
+        await self._pool.open()  # every worker loads its model now, so the first batch does not wait for it
         logger.info(
             "NLP stage ready: %d %s worker(s) in %.1fs",
             self._config.workers,
             self._config.executor,
             time.perf_counter() - started,
         )
-        self._queue = asyncio.Queue()
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="nlp-dispatch")
 
     async def process(self, item: WorkItem) -> WorkItem:
         record = item.record
@@ -352,8 +367,15 @@ class NLPStage:
         return await future
 
     async def _dispatch(self) -> None:
-        assert self._queue is not None
+        assert self._queue is not None and self._warming is not None
         queue = self._queue
+        try:
+            await asyncio.shield(self._warming)
+        except Exception as exc:  # no worker could load the model: every text gets the error, the run goes on
+            logger.error("NLP workers could not start: %s", exc, exc_info=True)
+            error = NLPError(f"NLP workers could not start: {type(exc).__name__}: {exc}")
+            while True:
+                self._fail([await queue.get()], error)
         loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(self._config.workers)
         wait_s = self._config.batch_wait_ms / 1000
@@ -419,6 +441,9 @@ class NLPStage:
                 future.set_exception(error)
 
     async def close(self) -> None:
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)  # never left half started
+            self._warming = None
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)

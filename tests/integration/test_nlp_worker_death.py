@@ -152,6 +152,7 @@ async def test_a_pool_that_cannot_restart_fails_the_batch_and_the_next_batch_tri
     loads again, the next batch starts a pool and is analyzed."""
     stage = stage_for(tripwire_model, workers=1, batch_size=1)
     async with StageChain([stage]) as chain:
+        await stage.ready()  # the first workers load their model before the failure is switched on
         monkeypatch.setenv(FAIL_LOAD_ENV, "1")  # inherited by workers spawned from now on
         killed = (await chain.process(item(0, "TRIPWIRE-KILL in Bergen."))).record
         monkeypatch.delenv(FAIL_LOAD_ENV)
