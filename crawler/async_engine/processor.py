@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 from crawler.async_engine.crawl import Job, JobCodec, RequestRunner
 from crawler.async_engine.fetcher import AiohttpFetcher
 from enrich.config import EnrichConfig, NLPConfig
+from enrich.errors import SinkError
 from enrich.frontier import Frontier
 from enrich.pipeline import build_sinks, build_stages
 from enrich.policy import RetryPolicy, RobotsPolicy
 from enrich.stages import StageChain, WorkItem
 from enrich.stats import RunStats
 from enrich.urls import InputURL, read_urls
+from enrich.warc import WarcWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
@@ -156,7 +158,9 @@ class AsyncEnrichmentProcessor:
             progress_callback: called with the stats at every progress tick and at the end.
             clock: monotonic seconds for the frontier and the stats.
         """
-        fetcher = AiohttpFetcher.from_config(config.fetch, politeness=config.politeness)
+        fetcher = AiohttpFetcher.from_config(
+            config.fetch, politeness=config.politeness, warc=WarcWriter.from_config(config)
+        )
         robots = RobotsPolicy.from_config(config.politeness, config.fetch, fetch_robots=fetcher.fetch_robots)
         nlp = config.nlp
         # Enough items in the stages at once for the NLP stage to fill its batches on every worker.
@@ -352,6 +356,11 @@ class AsyncEnrichmentProcessor:
         try:
             try:
                 item = await self.runner.run(lease)
+            except SinkError as exc:  # the WARC file cannot be written: stop; closing the fetcher raises it
+                if not self.stopping:
+                    logger.error("stopping the run: %s", exc)
+                self.stop()
+                return
             except Exception as exc:  # a bug in the transport must still leave one record for the URL
                 job = lease.payload
                 logger.error("unexpected error fetching %s: %s", job.entry.url, exc, exc_info=True)

@@ -30,6 +30,7 @@ from crawler.scrapy_mode.bodies import CappedHttpCompressionMiddleware, SizeCapM
 from crawler.scrapy_mode.middlewares import BackoffRetryMiddleware, PolicyMiddleware
 from crawler.scrapy_mode.pipelines import ExtractPipeline, NLPPipeline, SinkPipeline
 from crawler.scrapy_mode.scheduler import FrontierScheduler
+from crawler.scrapy_mode.warc import WarcMiddleware
 from enrich.config import EnrichConfig, load_config
 from enrich.errors import ConfigError
 from enrich.policy.robots import user_agent_token
@@ -87,6 +88,10 @@ DOWNLOADER_MIDDLEWARES = {
     # after the redirect (600) and retry (550) middlewares on the way in, before them on the way out: it sees every
     # attempt's answer or exception (reported to the frontier: the site's backoff, cap and circuit) and every hop
     PolicyMiddleware: 650,
+    # WARC output (only when warc.dir is set): between the size cap (700) and everything that changes or replaces
+    # an answer on its way back (policy 650, redirect 600, decompression 590, retry 550), so it archives each
+    # attempt and redirect hop with the body as received, cut at the cap
+    WarcMiddleware: 675,
     SizeCapMiddleware: 700,
 }
 
