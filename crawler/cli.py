@@ -81,6 +81,7 @@ FLAG_KEYS: dict[str, str] = {
     "batch_size": "stages.enrichment.batch_size",
     "output": "stages.enrichment.output",
     "sqlite": "stages.enrichment.sqlite_path",
+    "warc": "stages.enrichment.warc_dir",
     "max_depth": "stages.discover.max_depth",
     "max_pages": "stages.discover.max_pages",
     "data_dir": "data_dir",
@@ -155,6 +156,11 @@ def _add_engine_groups(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--output", "-o", metavar="FILE", help="JSONL records ('-' for stdout)")
     output.add_argument("--batch-size", type=int, metavar="N", help="records per output flush")
     output.add_argument("--sqlite", metavar="FILE", help="also write records to this SQLite database")
+    output.add_argument(
+        "--warc",
+        metavar="DIR",
+        help="also archive every request and response (robots.txt and redirect hops too) as WARC files in DIR",
+    )
     output.add_argument("--stats-file", metavar="FILE", help="write the run's figures as JSON")
     output.add_argument(
         "--max-error-rate",
@@ -265,7 +271,7 @@ def _overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]
         value = getattr(args, dest, None)
         if value is None:
             continue
-        if dest in {"output", "sqlite", "data_dir"} and value != "-":
+        if dest in {"output", "sqlite", "warc", "data_dir"} and value != "-":
             value = str(Path(value).resolve())  # relative to the working directory, not to data_dir
         node = overrides
         *parents, leaf = key.split(".")
@@ -505,6 +511,10 @@ def _run_scrapy_engine(
             return live.to_dict(), True
         raise EnrichError(f"Scrapy mode exited with status {process.returncode} and wrote no stats") from exc
     if process.returncode not in (0, None) and not interrupt.interrupted:
+        from crawler.scrapy_mode.commands.crawl import EXIT_OUTPUT_FAILED  # deferred: imports Scrapy
+
+        if process.returncode == EXIT_OUTPUT_FAILED:  # a sink or the WARC files failed; Scrapy printed why
+            raise EnrichError(f"Scrapy mode's output failed (scrapy crawl exited with status {process.returncode})")
         logger.warning("scrapy crawl exited with status %s", process.returncode)
     return figures, interrupt.interrupted
 

@@ -101,6 +101,8 @@ ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     "output": ("output", "path"),
     "batch_size": ("output", "batch_size"),
     "sqlite_path": ("output", "sqlite_path"),
+    "warc_dir": ("warc", "dir"),
+    "warc_max_mb": ("warc", "max_mb"),
 }
 """YAML key under ``stages.enrichment`` (dotted for nested groups) -> (EnrichConfig section, field)."""
 
@@ -275,8 +277,8 @@ def build_env_settings(raw: dict[str, Any], *, env: str, sources: tuple[str, ...
             )
             continue
         section, field_name = ENRICHMENT_KEYS[key]
-        if key == "sqlite_path" and isinstance(value, str):
-            value = data_dir / value
+        if key in {"sqlite_path", "warc_dir"} and isinstance(value, str) and value.strip():
+            value = data_dir / value  # an absolute path stays as it is
         mapped.setdefault(section, {})[field_name] = value
     enrich = EnrichConfig()
     try:

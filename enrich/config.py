@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from enrich.errors import ConfigError
 
@@ -24,6 +24,7 @@ __all__ = [
     "NLPConfig",
     "OutputConfig",
     "PolitenessConfig",
+    "WarcConfig",
     "config_error_message",
     "load_config",
 ]
@@ -149,6 +150,29 @@ class OutputConfig(_Frozen):
     sqlite_path: Path | None = Field(None, description="Also write records to this SQLite database.")
 
 
+class WarcConfig(_Frozen):
+    """WARC output: every HTTP exchange (robots.txt and redirect hops included) archived as it went over the wire."""
+
+    dir: Path | None = Field(None, description="Write WARC files (webenrich-*.warc.gz) here; None turns WARC off.")
+    max_mb: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="A WARC file is closed and the next one started once it holds this many megabytes (MiB).",
+    )
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _check_dir(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must be a folder, or null to turn WARC output off")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.dir is not None
+
+
 class EnrichConfig(_Frozen):
     """The whole configuration of an enrichment run."""
 
@@ -159,6 +183,7 @@ class EnrichConfig(_Frozen):
     extract: ExtractConfig = ExtractConfig()
     nlp: NLPConfig = NLPConfig()
     output: OutputConfig = OutputConfig()
+    warc: WarcConfig = WarcConfig()
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> EnrichConfig:

@@ -367,7 +367,8 @@ class NLPStage:
         return await future
 
     async def _dispatch(self) -> None:
-        assert self._queue is not None and self._warming is not None
+        assert self._queue is not None
+        assert self._warming is not None
         queue = self._queue
         try:
             await asyncio.shield(self._warming)

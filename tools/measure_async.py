@@ -8,6 +8,7 @@ Examples::
     python tools/measure_async.py --urls 1000 --nlp off
     python tools/measure_async.py --urls 10000 --nlp off
     python tools/measure_async.py --urls 1000 --nlp on
+    python tools/measure_async.py --urls 3000 --nlp off --warc     # with WARC output (files in the temp folder)
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ async def measure(args: argparse.Namespace, base_url: str, output: Path) -> dict
         fetch={"max_concurrency": args.max_concurrency},
         nlp={"enabled": args.nlp == "on"},
         output={"batch_size": 100},
+        **({"warc": {"dir": str(output.parent / "warc")}} if args.warc else {}),
     )
     peak_sampled = [rss_mb()]
 
@@ -109,10 +111,11 @@ async def measure(args: argparse.Namespace, base_url: str, output: Path) -> dict
     elapsed = time.perf_counter() - started
     lines = sum(1 for _ in output.open(encoding="utf-8"))
     summary = stats.to_dict()
-    history = summary.pop("concurrency_history")
+    history = summary.pop("concurrency_history", None)  # gone from RunStats since the frontier
     return {
         "urls": args.urls,
         "nlp": args.nlp == "on",
+        "warc": args.warc,
         "records_written": lines,
         "success": stats.success,
         "failed": stats.failed,
@@ -123,10 +126,10 @@ async def measure(args: argparse.Namespace, base_url: str, output: Path) -> dict
         "rss_before_run_mb": round(rss_before, 1),
         "peak_rss_sampled_mb": round(max(peak_sampled[0], rss_mb()), 1),
         "peak_rss_ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "final_concurrency": summary["concurrency"],
+        "final_concurrency": summary.get("concurrency"),
         "concurrency_history": history,
-        "aimd": summary["aimd"],
-        "peak_in_flight": summary["peak_in_flight"],
+        "aimd": summary.get("aimd"),
+        "peak_in_flight": summary.get("peak_in_flight"),
         "errors_by_type": summary["errors_by_type"],
     }
 
@@ -136,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--urls", type=int, default=1000, help="number of URLs to crawl")
     parser.add_argument("--nlp", choices=("on", "off"), default="off")
     parser.add_argument("--max-concurrency", type=int, default=50)
+    parser.add_argument("--warc", action="store_true", help="also write WARC files (measures their cost)")
     parser.add_argument("--progress-s", type=float, default=5.0, help="progress line (and memory sample) interval")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -29,7 +29,7 @@ from crawler.async_engine.fetcher import (
     split_auth,
     translate_error,
 )
-from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError
+from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError, SinkError
 from enrich.frontier import Outcome, outcome_of
 from enrich.policy import failure_message, http_error
 from enrich.record import FetchedPage, utc_now_iso
@@ -161,6 +161,9 @@ class RequestRunner:
         try:
             async with asyncio.timeout(self.timeout_s):
                 answer = await self.fetcher.request(job.target, headers=headers)
+        except SinkError:  # the WARC file cannot be written (an OSError, but no transport failure): the run stops
+            self.frontier.release(lease)
+            raise
         except BlockedAddressError as exc:
             self.frontier.release(lease)
             self.fetcher.remember_blocked(exc)

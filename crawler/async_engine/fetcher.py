@@ -5,6 +5,12 @@ What to fetch next, when to retry and where a redirect leads are decided by the 
 (:mod:`crawler.async_engine.crawl`); the fetcher only does I/O and translation. aiohttp errors leave it as they
 are (the crawl loop words them with :func:`describe_error`), an address refusal as
 :class:`~enrich.errors.BlockedAddressError`.
+
+With a :class:`~enrich.warc.WarcWriter`, every request it makes (pages, redirect hops, robots.txt) is archived as
+it went over the wire: the session then leaves bodies as received (``auto_decompress=False``), the fetcher keeps
+those bytes for the WARC record and decodes a copy itself, capped like aiohttp's decoding
+(:func:`enrich.codings.decompress_capped`). Without one, aiohttp decodes as usual and nothing else changes. A WARC
+write failure leaves as :class:`~enrich.errors.SinkError`, which stops the run.
 """
 
 from __future__ import annotations
@@ -21,15 +27,20 @@ import aiohttp
 from yarl import URL
 
 from crawler.async_engine.resolver import AddressCheckingResolver
-from enrich.errors import BlockedAddressError, FetchError, FetchTimeoutError
+from enrich.codings import decompress_capped
+from enrich.errors import BlockedAddressError, FetchError, FetchTimeoutError, SinkError
 from enrich.policy import AddressPolicy, failure_message
 from enrich.urls import redact_url
+from enrich.warc import Exchange
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
+    from aiohttp.connector import Connection
+
     from enrich.config import FetchConfig, PolitenessConfig
+    from enrich.warc import WarcWriter
 
 __all__ = [
     "REDIRECT_STATUSES",
@@ -165,6 +176,20 @@ def follow_location(current: URL, location: str, status: int, *, redirects: int,
     return target
 
 
+class _WireResponse(aiohttp.ClientResponse):
+    """A response that remembers the server's address: by the time a small body is read aiohttp has given its
+    connection back, so the address is taken when the response starts (for ``WARC-IP-Address``)."""
+
+    peer_ip: str | None = None
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        transport = connection.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if isinstance(peer, tuple) and peer:
+            self.peer_ip = str(peer[0])
+        return await super().start(connection)
+
+
 @dataclass(slots=True)
 class Answer:
     """One HTTP answer: a redirect (``location`` set, no body read) or a final answer with its body."""
@@ -191,7 +216,9 @@ class AiohttpFetcher:
         max_response_bytes: bodies past this (after decompression) are cut and flagged ``truncated``.
         user_agent: the ``User-Agent`` header.
         addresses: refuses non-public targets (after DNS and for IP literals); ``None`` allows every address.
+        warc: archives every exchange (opened and closed with the fetcher); ``None`` archives nothing.
         clock: monotonic seconds, for time to first byte.
+        wall_clock: seconds since the epoch, for the WARC records' dates.
     """
 
     def __init__(
@@ -205,7 +232,9 @@ class AiohttpFetcher:
         max_response_bytes: int = 10 * 1024 * 1024,
         user_agent: str = "webenrich",
         addresses: AddressPolicy | None = None,
+        warc: WarcWriter | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.max_connections = max_connections
         self.per_host_limit = per_host_limit
@@ -215,15 +244,19 @@ class AiohttpFetcher:
         self.max_response_bytes = max_response_bytes
         self.user_agent = user_agent
         self.addresses = addresses
+        self.warc = warc
         self._clock = clock
+        self._wall_clock = wall_clock
         self._session: aiohttp.ClientSession | None = None
         self._blocked_hosts: OrderedDict[str, BlockedAddressError] = OrderedDict()
         self.truncated = 0
         """Bodies cut at the size cap during this fetcher's life."""
 
     @classmethod
-    def from_config(cls, fetch: FetchConfig, *, politeness: PolitenessConfig | None = None) -> AiohttpFetcher:
-        """A fetcher for ``fetch``; with ``politeness``, its address policy too."""
+    def from_config(
+        cls, fetch: FetchConfig, *, politeness: PolitenessConfig | None = None, warc: WarcWriter | None = None
+    ) -> AiohttpFetcher:
+        """A fetcher for ``fetch``; with ``politeness``, its address policy too; with ``warc``, archiving."""
         return cls(
             max_connections=fetch.max_concurrency,
             per_host_limit=fetch.per_host_limit,
@@ -233,11 +266,14 @@ class AiohttpFetcher:
             max_response_bytes=fetch.max_response_bytes,
             user_agent=fetch.full_user_agent,
             addresses=AddressPolicy.from_config(politeness) if politeness is not None else None,
+            warc=warc,
         )
 
     async def __aenter__(self) -> Self:
         if self._session is not None:
             raise RuntimeError("AiohttpFetcher is already open")
+        if self.warc is not None:
+            await self.warc.open()  # a folder that cannot be written fails the run before any fetch
         resolver = None
         if self.addresses is not None and not self.addresses.allow_private:
             resolver = AddressCheckingResolver(policy=self.addresses)
@@ -256,6 +292,9 @@ class AiohttpFetcher:
             raise_for_status=False,
             # Cookies from millions of hostile hosts would only grow memory; enrichment needs none.
             cookie_jar=aiohttp.DummyCookieJar(),
+            # A WARC record keeps the body as sent; the fetcher then decodes a copy itself (see _decode).
+            auto_decompress=self.warc is None,
+            response_class=_WireResponse if self.warc is not None else aiohttp.ClientResponse,
         )
         return self
 
@@ -265,6 +304,14 @@ class AiohttpFetcher:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+        if self.warc is not None:
+            try:
+                await self.warc.close()
+            except SinkError:
+                if exc is None:
+                    raise
+                # the run's own error is the one to report
+                logger.error("closing the WARC file after a failed run failed too", exc_info=True)
 
     # --- addresses ---------------------------------------------------------------------------------------------
 
@@ -319,6 +366,8 @@ class AiohttpFetcher:
                         max_redirects=ROBOTS_MAX_REDIRECTS,
                     )
                 raise ConnectionError(f"Too many redirects (more than {ROBOTS_MAX_REDIRECTS})")
+        except SinkError:
+            raise  # the WARC file cannot be written: not a property of the site; the run stops
         except BlockedAddressError as exc:
             self.remember_blocked(
                 BlockedAddressError(str(exc), host=urlsplit(url).hostname or exc.host, address=exc.address)
@@ -337,29 +386,88 @@ class AiohttpFetcher:
     async def request(self, url: URL, *, headers: dict[str, str] | None = None, max_bytes: int | None = None) -> Answer:
         """One GET of ``url``, redirects not followed; the caller bounds it in time.
 
+        With WARC output on, the exchange is archived once its body is read (a redirect's body too, which is
+        otherwise left unread).
+
         Raises:
             BlockedAddressError: the host (literal or resolved) is not public and private addresses are off.
             aiohttp.ClientError, OSError, TimeoutError: transport failures.
+            SinkError: the exchange could not be archived (WARC output on); the run should stop.
         """
         if self._session is None:
             raise RuntimeError("AiohttpFetcher.request() called outside 'async with'")
         self.check_literal(str(url), url.host)
+        cap = max_bytes or self.max_response_bytes
+        sent_at = self._wall_clock()
         sent = self._clock()
         async with self._session.get(url, allow_redirects=False, headers=headers) as response:
             ttfb = self._clock() - sent
+            received_at = sent_at + ttfb
             location = response.headers.get("Location")
             if response.status in REDIRECT_STATUSES and location is not None:
+                if self.warc is not None:
+                    raw, cut = await self._read(response, str(url), cap)
+                    await self._archive(response, raw, cut, sent_at=sent_at, received_at=received_at)
                 return Answer(str(url), response.status, _headers(response), b"", ttfb, location=location)
-            body, truncated = await self._read(response, str(url), max_bytes or self.max_response_bytes)
+            body, truncated = await self._read(response, str(url), cap)
+            if self.warc is not None:
+                await self._archive(response, body, truncated, sent_at=sent_at, received_at=received_at)
+                body, cut = self._decode(response, body, cap)
+                if cut and not truncated:
+                    truncated = True
+                    self.truncated += 1
+                    where = redact_url(str(url))
+                    logger.warning("decompressed body of %s cut at %d bytes", where, cap, extra={"url": where})
             return Answer(
                 redact_url(str(response.url)), response.status, _headers(response), body, ttfb, truncated=truncated
             )
 
+    async def _archive(
+        self, response: aiohttp.ClientResponse, body: bytes, truncated: bool, *, sent_at: float, received_at: float
+    ) -> None:
+        """Hand the exchange, as it went over the wire, to the WARC writer."""
+        assert self.warc is not None
+        version = response.version
+        await self.warc.write(
+            Exchange(
+                url=str(response.request_info.url),
+                method=response.request_info.method,
+                request_headers=list(response.request_info.headers.items()),
+                status=response.status,
+                reason=response.reason or "",
+                http_version=f"HTTP/{version.major}.{version.minor}" if version is not None else "HTTP/1.1",
+                response_headers=[
+                    (name.decode("latin-1"), value.decode("latin-1")) for name, value in response.raw_headers
+                ],
+                body=body,
+                peer_ip=response.peer_ip if isinstance(response, _WireResponse) else None,
+                sent_at=sent_at,
+                received_at=received_at,
+                truncated=truncated,
+            )
+        )
+
+    def _decode(self, response: aiohttp.ClientResponse, body: bytes, cap: int) -> tuple[bytes, bool]:
+        """A body read as sent, decoded from its content coding as aiohttp would have, at most ``cap`` bytes of it.
+
+        Raises:
+            aiohttp.ClientPayloadError: the body is not in the coding it claims (aiohttp's own error and wording).
+        """
+        coding = response.headers.get("Content-Encoding", "").strip().lower()
+        if not coding or coding == "identity":
+            return body, False
+        try:
+            decoded, cut = decompress_capped(body, coding.encode("latin-1"), cap)
+        except Exception as exc:  # zlib.error, brotli.error, zstd's errors: one meaning, a corrupt body
+            raise aiohttp.ClientPayloadError(f"Can not decode content-encoding: {coding}") from exc
+        return decoded, cut
+
     async def _read(self, response: aiohttp.ClientResponse, url: str, cap: int) -> tuple[bytes, bool]:
-        """The body (decompressed), streamed and cut at ``cap``; the flag says whether it was cut.
+        """The body, streamed and cut at ``cap``; the flag says whether it was cut.
 
         aiohttp inflates compressed bodies in bounded steps as they are read, so a gzip bomb is cut at the cap
-        like any other body without ever being inflated whole.
+        like any other body without ever being inflated whole. With WARC output on, the body comes as sent (still
+        compressed) and the cap applies to those bytes; :meth:`_decode` caps what they inflate to.
         """
         body = bytearray()
         async for chunk in response.content.iter_chunked(CHUNK_BYTES):
@@ -374,5 +482,10 @@ class AiohttpFetcher:
         return bytes(body), False
 
     def stats(self) -> dict[str, object]:
-        """The address policy's figures for the run summary."""
-        return {"addresses": self.addresses.stats()} if self.addresses is not None else {}
+        """The address policy's and the WARC writer's figures for the run summary."""
+        figures: dict[str, object] = {}
+        if self.addresses is not None:
+            figures["addresses"] = self.addresses.stats()
+        if self.warc is not None:
+            figures["warc"] = self.warc.stats()
+        return figures

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from crawler.async_engine.crawl import Job, JobCodec, RequestRunner
 from crawler.async_engine.fetcher import AiohttpFetcher
 from enrich.config import EnrichConfig, NLPConfig
+from enrich.errors import SinkError
 from enrich.frontier import Frontier
 from enrich.pipeline import build_sinks, build_stages, run_figures
 from enrich.policy import RetryPolicy, RobotsPolicy
@@ -37,6 +38,7 @@ from enrich.stages import StageChain, WorkItem
 from enrich.state import Admission, fresh_item
 from enrich.stats import RunStats
 from enrich.urls import InputURL, read_urls
+from enrich.warc import WarcWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
@@ -164,7 +166,9 @@ class AsyncEnrichmentProcessor:
             clock: monotonic seconds for the frontier and the stats.
             state: the job's crawl state (see :class:`AsyncEnrichmentProcessor`).
         """
-        fetcher = AiohttpFetcher.from_config(config.fetch, politeness=config.politeness)
+        fetcher = AiohttpFetcher.from_config(
+            config.fetch, politeness=config.politeness, warc=WarcWriter.from_config(config)
+        )
         robots = RobotsPolicy.from_config(config.politeness, config.fetch, fetch_robots=fetcher.fetch_robots)
         nlp = config.nlp
         # Enough items in the stages at once for the NLP stage to fill its batches on every worker.
@@ -373,6 +377,11 @@ class AsyncEnrichmentProcessor:
         try:
             try:
                 item = await self.runner.run(lease)
+            except SinkError as exc:  # the WARC file cannot be written: stop; closing the fetcher raises it
+                if not self.stopping:
+                    logger.error("stopping the run: %s", exc)
+                self.stop()
+                return
             except Exception as exc:  # a bug in the transport must still leave one record for the URL
                 job = lease.payload
                 logger.error("unexpected error fetching %s: %s", job.entry.url, exc, exc_info=True)
@@ -440,6 +449,7 @@ async def run_async_enrichment(
     sinks: Sequence[Sink] | None = None,
     progress_interval_s: float = PROGRESS_INTERVAL_S,
     progress_callback: Callable[[RunStats], None] | None = None,
+    state: CrawlState | None = None,
 ) -> RunStats:
     """Enrich URLs with the asyncio engine and write one record per URL; return the run's stats.
 
@@ -454,6 +464,8 @@ async def run_async_enrichment(
         sinks: write to these instead of the configured ones (e.g. a ``MemorySink``).
         progress_interval_s: time between progress lines; 0 disables them.
         progress_callback: called with the stats at every progress tick and at the end.
+        state: a job's crawl state (``CrawlState.open(path)``; the caller closes it): the run resumes where the
+            job stopped and commits what it writes. The JSONL output is then cut back to the state's offset.
 
     Raises:
         ConfigError: an argument makes the configuration invalid.
@@ -473,8 +485,14 @@ async def run_async_enrichment(
         sections["output"] = {"batch_size": batch_size}
     config = config.replace(**sections)
     if sinks is None:
-        sinks = build_sinks(config.output, path=output_file)
+        sinks = build_sinks(
+            config.output, path=output_file, resume_at=state.output_offset if state is not None else None
+        )
     processor = AsyncEnrichmentProcessor.from_config(
-        config, sinks=sinks, progress_interval_s=progress_interval_s, progress_callback=progress_callback
+        config,
+        sinks=sinks,
+        progress_interval_s=progress_interval_s,
+        progress_callback=progress_callback,
+        state=state,
     )
     return await processor.run(iter_inputs(urls))

@@ -3,13 +3,13 @@
 * :class:`SizeCapMiddleware`: stops a download once ``fetch.max_response_bytes`` arrived and keeps the cut body,
   flagged, instead of Scrapy's ``DOWNLOAD_MAXSIZE``, which throws the whole response away.
 * :class:`CappedHttpCompressionMiddleware`: Scrapy's decompression, cutting the *decompressed* body at the same cap
-  (a gzip bomb inflates to the cap, not to 200 MiB) instead of dropping the response.
+  (a gzip bomb inflates to the cap, not to 200 MiB) instead of dropping the response. The capped decoders are
+  :func:`enrich.codings.decompress_capped`, shared with the async engine.
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy import signals
@@ -17,6 +17,7 @@ from scrapy.downloadermiddlewares.httpcompression import HttpCompressionMiddlewa
 from scrapy.exceptions import StopDownload
 from scrapy.http import Request, Response
 
+from enrich.codings import decompress_capped
 from enrich.urls import redact_url
 
 if TYPE_CHECKING:
@@ -135,86 +136,3 @@ class CappedHttpCompressionMiddleware(HttpCompressionMiddleware):
         decoded, cut = decompress_capped(body, encoding, max_size)
         self._cut |= cut
         return decoded
-
-
-_CHUNK = 64 * 1024
-
-
-def decompress_capped(body: bytes, encoding: bytes, cap: int) -> tuple[bytes, bool]:
-    """``body`` decoded from one content coding, at most ``cap`` bytes of it; the flag says it was cut.
-
-    A stream that ends early (a body cut on the wire) gives what it held. Unknown codings are returned as they are.
-
-    Raises:
-        zlib.error: a gzip or deflate body that is not one, before any output.
-    """
-    if encoding in {b"gzip", b"x-gzip"}:
-        return _inflate_capped(body, 16 + zlib.MAX_WBITS, cap)
-    if encoding == b"deflate":
-        try:
-            return _inflate_capped(body, zlib.MAX_WBITS, cap)
-        except zlib.error:
-            return _inflate_capped(body, -zlib.MAX_WBITS, cap)  # raw deflate, as some servers send
-    if encoding == b"br":
-        return _unbrotli_capped(body, cap)
-    if encoding == b"zstd":
-        return _unzstd_capped(body, cap)
-    return body, False
-
-
-def _inflate_capped(body: bytes, wbits: int, cap: int) -> tuple[bytes, bool]:
-    out = bytearray()
-    decompressor = zlib.decompressobj(wbits)
-    pending = body
-    while pending:
-        try:
-            out += decompressor.decompress(pending, min(_CHUNK, cap + 1 - len(out)))
-        except zlib.error:
-            if out:
-                break  # keep what was readable, as Scrapy's gunzip does
-            raise
-        if len(out) > cap:
-            return bytes(out[:cap]), True
-        if decompressor.eof:
-            pending = decompressor.unused_data
-            if pending and wbits > zlib.MAX_WBITS:  # another gzip member
-                decompressor = zlib.decompressobj(wbits)
-                continue
-            break
-        pending = decompressor.unconsumed_tail
-    return bytes(out), False
-
-
-def _unbrotli_capped(body: bytes, cap: int) -> tuple[bytes, bool]:
-    try:
-        import brotli  # type: ignore[import-untyped]  # no stubs
-    except ImportError:
-        import brotlicffi as brotli  # type: ignore[import-not-found]  # Scrapy accepts either
-    decompressor = brotli.Decompressor()
-    out = bytearray(decompressor.process(body, output_buffer_limit=_CHUNK))
-    while len(out) <= cap and not decompressor.is_finished():
-        chunk = decompressor.process(b"", output_buffer_limit=_CHUNK)
-        if not chunk:
-            break
-        out += chunk
-    return (bytes(out[:cap]), True) if len(out) > cap else (bytes(out), False)
-
-
-def _unzstd_capped(body: bytes, cap: int) -> tuple[bytes, bool]:
-    try:
-        from compression import zstd  # type: ignore[import-not-found,unused-ignore]  # Python >= 3.14
-    except ImportError:
-        from backports import zstd  # type: ignore[no-redef,unused-ignore]
-    decompressor = zstd.ZstdDecompressor()
-    out = bytearray()
-    pending = body
-    while len(out) <= cap:
-        try:
-            chunk = decompressor.decompress(pending, max_length=_CHUNK)
-        except EOFError:
-            break
-        pending = b""
-        out += chunk
-        if decompressor.eof or (not chunk and decompressor.needs_input):
-            break
-    return (bytes(out[:cap]), True) if len(out) > cap else (bytes(out), False)

@@ -46,7 +46,9 @@ def job_of(crawler: Crawler) -> CrawlJob:
     from crawler.scrapy_mode.settings import run_options_from_settings  # deferred: settings imports the pipelines
 
     options = run_options_from_settings(crawler.settings)
-    state = CrawlState.open(options.state, max_age_s=options.max_age_s) if options.state is not None else None
+    state = None
+    if options.state is not None:
+        state = CrawlState.open(options.state, recrawl=options.recrawl, max_age_s=options.max_age_s)
     job = _JOBS[crawler] = CrawlJob(state)
     if state is not None:
 

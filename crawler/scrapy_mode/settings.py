@@ -30,6 +30,7 @@ from crawler.scrapy_mode.bodies import CappedHttpCompressionMiddleware, SizeCapM
 from crawler.scrapy_mode.middlewares import BackoffRetryMiddleware, PolicyMiddleware
 from crawler.scrapy_mode.pipelines import ExtractPipeline, NLPPipeline, SinkPipeline
 from crawler.scrapy_mode.scheduler import FrontierScheduler
+from crawler.scrapy_mode.warc import WarcMiddleware
 from enrich.config import EnrichConfig, load_config
 from enrich.errors import ConfigError
 from enrich.policy.robots import user_agent_token
@@ -87,6 +88,10 @@ DOWNLOADER_MIDDLEWARES = {
     # after the redirect (600) and retry (550) middlewares on the way in, before them on the way out: it sees every
     # attempt's answer or exception (reported to the frontier: the site's backoff, cap and circuit) and every hop
     PolicyMiddleware: 650,
+    # WARC output (only when warc.dir is set): between the size cap (700) and everything that changes or replaces
+    # an answer on its way back (policy 650, redirect 600, decompression 590, retry 550), so it archives each
+    # attempt and redirect hop with the body as received, cut at the cap
+    WarcMiddleware: 675,
     SizeCapMiddleware: 700,
 }
 
@@ -144,6 +149,9 @@ and a finished one fetches only new URLs (:mod:`enrich.state`). None by default.
 ENRICH_MAX_AGE_S: float | None = None
 """With a state in a recrawl: URLs fetched less than this many seconds ago keep their record (``-a max_age=2d``)."""
 
+ENRICH_RECRAWL: bool = False
+"""With a state: revisit every URL done (conditional requests) once the last crawl finished (``-a recrawl=on``)."""
+
 # --- Item pipelines -------------------------------------------------------------------------------------------------
 
 ITEM_PIPELINES = {ExtractPipeline: 100, NLPPipeline: 200, SinkPipeline: 300}
@@ -171,6 +179,8 @@ class RunOptions:
     """The job's crawl state file (resume, recrawl); ``None`` keeps none."""
     max_age_s: float | None = None
     """In a recrawl, URLs fetched less than this long ago keep their stored record, unfetched."""
+    recrawl: bool = False
+    """Revisit what the state holds as done, once its last crawl finished (an unfinished one is resumed first)."""
 
     def __post_init__(self) -> None:
         if self.input_format not in _INPUT_FORMATS:
@@ -231,6 +241,7 @@ def run_options_from_settings(settings: BaseSettings) -> RunOptions:
         progress_interval_s=interval,
         state=Path(state) if state else None,
         max_age_s=max_age_s,
+        recrawl=settings.getbool("ENRICH_RECRAWL"),
     )
 
 
@@ -252,6 +263,7 @@ def store_run(settings: BaseSettings, config: EnrichConfig, options: RunOptions)
             "ENRICH_PROGRESS_INTERVAL_S": options.progress_interval_s,
             "ENRICH_STATE": str(options.state) if options.state else None,
             "ENRICH_MAX_AGE_S": options.max_age_s,
+            "ENRICH_RECRAWL": options.recrawl,
         },
         priority="cmdline",
     )

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from enrich.errors import FetchError, RobotsDisallowedError
+from enrich.errors import FetchError, RobotsDisallowedError, SinkError
 from enrich.urls import redact_url
 
 if TYPE_CHECKING:
@@ -251,6 +251,8 @@ class RobotsPolicy:
         self._counts["fetches"] += 1
         try:
             status, text = await self._fetch_robots(url)
+        except SinkError:
+            raise  # the transport could not archive the exchange (WARC): the run's failure, not the site's
         except Exception as exc:  # any transport failure means "unreachable", which the record reports
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             logger.warning("robots.txt of %s unreachable: %s", site, reason, exc_info=True, extra={"site": site})

@@ -70,6 +70,8 @@ class SinkStage:
         self._sinks = list(sinks)
         self._batch_size = batch_size
         self._on_written = on_written
+        self._serialize = on_written is not None or any(isinstance(sink, SerializedSink) for sink in self._sinks)
+        """Serialize each record once here, for the sinks and the crawl state, when any of them needs it."""
         self._buffer: list[WorkItem] = []
         self._partial: tuple[list[WorkItem], set[int]] | None = None
         self._flushing = asyncio.Lock()
@@ -108,10 +110,11 @@ class SinkStage:
         self._partial = (batch, done)
         records = [item.record for item in batch]
         lines: list[str] = []
-        for item in batch:
-            if item.line is None:
-                item.line = dumps_record(item.record)
-            lines.append(item.line)
+        if self._serialize:
+            for item in batch:
+                if item.line is None:
+                    item.line = dumps_record(item.record)
+                lines.append(item.line)
         for index, sink in enumerate(self._sinks):
             if index in done:
                 continue

@@ -59,8 +59,10 @@ class JsonlSink:
         file: IO[bytes]
         if self._resume_at is None:
             file = open(self.path, "ab" if self._append else "wb")  # noqa: SIM115 - closed in close()
+        elif self._resume_at == 0 or (self.path.exists() and not self.path.is_file()):  # nothing kept; a device
+            file = open(self.path, "wb")  # noqa: SIM115 - closed in close()
         else:
-            file = open(self.path, "r+b" if self.path.exists() else "wb")  # noqa: SIM115 - closed in close()
+            file = open(self.path, "r+b" if self.path.exists() else "w+b")  # noqa: SIM115 - closed in close()
             size = file.seek(0, os.SEEK_END)
             if size < self._resume_at:
                 file.close()

@@ -26,6 +26,8 @@ from tests.static_server import StaticServer
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from crawler.localsite import ServerThread
+
 TIMINGS = {"fetched_at", "enriched_at", "fetch_duration_ms", "process_duration_ms", "engine", "revisit"}
 
 TOPICS = ["lighthouse", "harbour", "market", "railway", "library", "bridge", "museum", "orchard", "mill", "canal"]
@@ -226,3 +228,25 @@ def test_jsonl_input_with_a_lone_surrogate_writes_every_record(tmp_path: Path) -
     records = read_records(tmp_path / "out.jsonl")
     assert len(records) == 3
     assert "http://e.invalid/x\ufffd" in {r["url"] for r in records}
+
+
+async def test_the_api_takes_a_crawl_state_and_skips_what_is_done(tmp_path: Path, site: ServerThread) -> None:
+    from crawler import run_async_enrichment
+    from enrich.state import CrawlState
+
+    urls = [f"{site.url}/ok/api-state-{n}" for n in range(5)]
+    out = tmp_path / "out.jsonl"
+    state = CrawlState.open(tmp_path / "job.sqlite")
+    try:
+        first = await run_async_enrichment(urls[:3], output_file=out, nlp_config={"enabled": False}, state=state)
+    finally:
+        state.close(complete=True)
+    assert first.processed == 3
+    state = CrawlState.open(tmp_path / "job.sqlite")
+    try:
+        second = await run_async_enrichment(urls, output_file=out, nlp_config={"enabled": False}, state=state)
+    finally:
+        state.close(complete=True)
+    assert second.processed == 2
+    assert second.extra["already_done"] == 3
+    assert sorted(r["url"] for r in read_records(out)) == sorted(urls)

@@ -83,6 +83,17 @@ def test_absolute_output_paths_stay() -> None:
     assert settings.enrich.output.sqlite_path == Path("data/x/db.sqlite")
 
 
+def test_warc_keys_map_onto_the_warc_section() -> None:
+    assert build_env_settings({}, env="x").enrich.warc.dir is None  # off unless asked for
+    settings = build_env_settings(enrichment(warc_dir="warc", warc_max_mb=5), env="x")
+    assert settings.enrich.warc.dir == Path("data/x/warc")  # relative to data_dir, like sqlite_path
+    assert settings.enrich.warc.max_mb == 5
+    assert build_env_settings(enrichment(warc_dir="/srv/warc"), env="x").enrich.warc.dir == Path("/srv/warc")
+    assert "stages.enrichment.warc_max_mb: Input should be greater than or equal to 1 (got 0)" in errors_of(
+        enrichment(warc_max_mb=0)
+    )
+
+
 def test_unknown_keys_are_named_as_written() -> None:
     message = errors_of({"stage": {}, "stages": {"enrich": {}, "enrichment": {"max_worker": 3}}})
     assert "stage: unknown key (allowed at the top level: data_dir, stages)" in message

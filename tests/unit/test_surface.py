@@ -46,12 +46,21 @@ EXPECTED_TOP_LEVEL = {
 
 # What the engines (crawler/), the benchmark and the tools reach below the top level.
 EXPECTED_SUBMODULE_NAMES = {
-    "enrich.config": {"NLPConfig", "ExtractConfig", "FetchConfig", "OutputConfig", "config_error_message"},
+    "enrich.codings": {"decompress_capped"},
+    "enrich.config": {
+        "NLPConfig",
+        "ExtractConfig",
+        "FetchConfig",
+        "OutputConfig",
+        "WarcConfig",
+        "config_error_message",
+    },
     "enrich.errors": {"FetchTimeoutError"},
     "enrich.extract": {"Kind", "decode_text", "sniff_kind", "file_name_of", "Extraction"},
     "enrich.nlp": {"TextAnalyzer", "NLPResult", "load_model", "resolve_model", "detect_language"},
     "enrich.record": {"RECORD_FIELDS", "load_schema", "utc_now_iso"},
     "enrich.urls": {"InputURL", "iter_input_lines", "read_urls", "validate_url", "normalize_url", "redact_url"},
+    "enrich.warc": {"Exchange", "WarcWriter"},
 }
 
 

@@ -145,6 +145,7 @@ ARGUMENTS: dict[str, Argument] = {
     "input_field": Argument("input_field", _parse_text, "JSONL key holding the URL"),
     "sqlite": Argument("output.sqlite_path", _parse_text, "also write records to this SQLite database"),
     "batch_size": Argument("output.batch_size", _parse_int, "records per output flush"),
+    "warc": Argument("warc.dir", _parse_text, "also write every request and response as WARC files in this folder"),
     # fetching
     "concurrency": Argument("fetch.max_concurrency", _parse_int, "requests in flight, 1 or more"),
     "per_host": Argument("fetch.per_host_limit", _parse_int, "requests in flight per host; 0 for no limit"),
@@ -162,6 +163,7 @@ ARGUMENTS: dict[str, Argument] = {
     # the job
     "state": Argument("state", _parse_text, "crawl state file: resume after a crash, fetch only new URLs after"),
     "max_age": Argument("max_age", _parse_age, "in a recrawl, reuse records fetched less than this ago (30m, 2d)"),
+    "recrawl": Argument("recrawl", _parse_bool, "with a state: revisit every URL done, conditionally: on or off"),
 }
 """Every ``-a name=value`` the spider accepts. An unknown name is an error, not silently ignored."""
 
@@ -216,6 +218,7 @@ def parse_arguments(arguments: dict[str, Any], settings: BaseSettings) -> tuple[
             progress_interval_s=defaults.progress_interval_s,
             state=Path(run["state"]) if "state" in run else defaults.state,
             max_age_s=run.get("max_age", defaults.max_age_s),
+            recrawl=run.get("recrawl", defaults.recrawl),
         )
     except ConfigError as exc:
         raise ConfigError(f"invalid spider argument: {exc}") from None
