@@ -345,28 +345,34 @@ class CrawlState:
             SinkError: the database cannot be written (the batch's records are written but not marked: a rerun
                 redoes them, after cutting the output back to the last committed offset).
         """
-        rows = []
+        rows, reused = [], []
         now = self._clock()
         for item in items:
             record = item.record
-            line = item.line if item.line is not None else dumps_record(record)
+            line = pack(item.line if item.line is not None else dumps_record(record))
+            state = "failed" if record.error is not None else "done"
+            fetched_ts = iso_to_ts(record.fetched_at) or now
+            if item.reused:  # a stored record again: what a revisit compares against stays as it was
+                facts = (state, self.generation, record.attempts, record.fetched_at, fetched_ts, line)
+                reused.append((*facts, item.etag, item.last_modified, record.url))
+                continue
             text = record.text.encode("utf-8", "replace") if record.text else None
             text_hash = hashlib.blake2b(text, digest_size=16).digest() if text else None
             rows.append(
                 (
-                    "failed" if record.error is not None else "done",
+                    state,
                     self.generation,
                     record.attempts,
                     record.status,
                     record.final_url,
                     record.fetched_at,
-                    iso_to_ts(record.fetched_at) or now,
+                    fetched_ts,
                     item.etag,
                     item.last_modified,
                     item.body_hash,
                     text_hash,
                     item.nlp_key,
-                    pack(line),
+                    line,
                     record.url,
                 )
             )
@@ -387,6 +393,11 @@ class CrawlState:
                     "fetched_ts = ?, etag = ?, last_modified = ?, body_hash = COALESCE(?, body_hash), "
                     "text_hash = ?, nlp_key = ?, record = ? WHERE url = ?",
                     rows,
+                )
+                self._writer.executemany(
+                    "UPDATE urls SET state = ?, gen = ?, attempts = ?, fetched_at = ?, fetched_ts = ?, record = ?, "
+                    "etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified) WHERE url = ?",
+                    reused,
                 )
                 if analyses:
                     self._writer.executemany("INSERT OR IGNORE INTO nlp_cache VALUES (?, ?)", analyses.items())
