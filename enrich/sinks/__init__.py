@@ -8,6 +8,7 @@ never dropped silently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -47,13 +48,18 @@ class SerializedSink(Protocol):
 class SinkStage:
     """The last stage: stamps ``enriched_at`` and ``process_duration_ms``, buffers, writes every ``batch_size``.
 
+    A full batch is written in the background while the next one fills (one batch in flight at most: a worker
+    waits only when the previous batch is still being written), so the stages never stall on a disk or a commit.
+
     A batch is kept until every sink has written it: a sink that fails (with any exception) stops the run with a
-    :class:`SinkError` naming it, and a later flush (``close``) offers the batch again only to the sinks that have
-    not written it, so one failing sink never makes another write a line twice. ``close`` flushes what is
-    buffered, so an interrupted run that closes its stages loses nothing it processed.
+    :class:`SinkError` naming it (raised to the next item, or by :meth:`flush`), and a later flush (``close``)
+    offers the batch again only to the sinks that have not written it, so one failing sink never makes another
+    write a line twice. ``close`` flushes what is buffered, so an interrupted run that closes its stages loses
+    nothing it processed.
 
     ``on_written`` is called with each batch once every sink has it (the crawl state marks those URLs done).
-    Flushes never overlap, so what ``on_written`` reads of a sink (the JSONL offset) is that batch's.
+    Batches are written one after the other, so what ``on_written`` reads of a sink (the JSONL offset) is that
+    batch's.
     """
 
     name = "sink"
@@ -74,8 +80,10 @@ class SinkStage:
         """Serialize each record once here, for the sinks and the crawl state, when any of them needs it."""
         self._buffer: list[WorkItem] = []
         self._partial: tuple[list[WorkItem], set[int]] | None = None
-        self._flushing = asyncio.Lock()
         """A batch some sinks wrote before another failed, and the indexes of the sinks that have it."""
+        self._flushing = asyncio.Lock()
+        self._writing: asyncio.Task[None] | None = None
+        """The batch being written in the background."""
         self.written = 0
 
     @property
@@ -93,14 +101,60 @@ class SinkStage:
         item.page = None
         self._buffer.append(item)
         if len(self._buffer) >= self._batch_size:
-            await self.flush()
+            await self._hand_off()
+        elif self._writing is not None and self._writing.done():
+            await self._settle()  # a failed background write stops the run at the next item
         return item
 
-    async def flush(self) -> None:
+    async def wait_written(self) -> None:
+        """Wait until the batch handed to the background is written (what is buffered stays buffered).
+
+        Raises:
+            SinkError: that batch could not be written.
+        """
+        await self._settle()
+
+    async def _hand_off(self) -> None:
+        """Start writing the full buffer in the background, once the batch before it is written."""
+        await self._settle()
+        if len(self._buffer) < self._batch_size:
+            return  # another worker handed it off while this one waited
+        batch, self._buffer = self._buffer, []
+        self._writing = asyncio.create_task(self._write_next(batch), name="sink-write")
+
+    async def _settle(self) -> None:
+        """Wait for the batch being written; raise its error (once: a retry is :meth:`flush`'s job)."""
+        task = self._writing
+        if task is None:
+            return
+        await asyncio.wait({task})  # a cancelled waiter leaves the write going
+        if self._writing is task:
+            self._writing = None
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
+
+    async def _write_next(self, batch: list[WorkItem]) -> None:
         async with self._flushing:
             if self._partial is not None:
-                batch, done = self._partial
-                await self._write(batch, done)
+                try:
+                    await self._write(*self._partial)
+                except BaseException:
+                    self._buffer = batch + self._buffer  # not started: back in line, nothing lost
+                    raise
+            await self._write(batch, set())
+
+    async def flush(self) -> None:
+        """Write everything buffered (and a batch a failed sink still lacks) now.
+
+        Raises:
+            SinkError: a sink cannot write.
+        """
+        with contextlib.suppress(SinkError):  # its batch is kept: offered again just below
+            await self._settle()
+        async with self._flushing:
+            if self._partial is not None:
+                await self._write(*self._partial)
             if not self._buffer:
                 return
             batch, self._buffer = self._buffer, []

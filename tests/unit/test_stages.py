@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -211,6 +212,7 @@ async def test_sink_stage_batches() -> None:
     await stage.open()
     for record in records(7):
         await stage.process(WorkItem(record=record))
+    await stage.wait_written()
     assert (sink.batches, len(sink.records)) == (2, 6)
     await stage.close()
     assert (sink.batches, len(sink.records), stage.written) == (3, 7, 7)
@@ -250,8 +252,9 @@ async def test_sink_error_keeps_the_batch_for_a_later_flush() -> None:
     stage = SinkStage(sinks=[sink], batch_size=2)
     await stage.open()
     await stage.process(WorkItem(record=records(1)[0]))
+    await stage.process(WorkItem(record=records(2)[1]))  # hands the batch to the background, which fails
     with pytest.raises(SinkError, match="disk full"):
-        await stage.process(WorkItem(record=records(2)[1]))
+        await stage.flush()
     assert stage.written == 0
     sink.fail = False
     await stage.close()
@@ -283,14 +286,17 @@ async def test_any_sink_exception_keeps_the_batch_and_no_sink_writes_it_twice() 
     stage = SinkStage(sinks=[first, second], batch_size=2)
     await stage.open()
     await stage.process(WorkItem(record=records(1)[0]))
+    await stage.process(WorkItem(record=records(2)[1]))
+    await asyncio.wait({stage._writing})  # type: ignore[arg-type]
     with pytest.raises(SinkError, match=r"BuggySink failed .*ValueError: unexpected value in column 3.*kept"):
-        await stage.process(WorkItem(record=records(2)[1]))
+        await stage.process(WorkItem(record=records(3)[2]))  # the next item meets the failure
+    with pytest.raises(SinkError, match=r"BuggySink failed"):
+        await stage.flush()
     assert [r.url for r in first.records] == ["https://example.org/0", "https://example.org/1"]
     with pytest.raises(SinkError):  # still failing: the first sink is not offered the batch again
         await stage.flush()
     assert len(first.records) == 2
     second.fail = False
-    await stage.process(WorkItem(record=records(3)[2]))
     await stage.close()
     expected = [f"https://example.org/{i}" for i in range(3)]
     assert [r.url for r in first.records] == expected
@@ -307,8 +313,9 @@ async def test_on_written_sees_each_batch_once_all_sinks_have_it() -> None:
     sink = FailingSink()
     stage = SinkStage(sinks=[sink], batch_size=1, on_written=written)
     await stage.open()
+    await stage.process(WorkItem(record=records(1)[0]))
     with pytest.raises(SinkError):
-        await stage.process(WorkItem(record=records(1)[0]))
+        await stage.flush()
     assert seen == []
     sink.fail = False
     await stage.close()
@@ -341,6 +348,7 @@ async def test_jsonl_sink_writes_whole_lines_and_close_flushes(tmp_path: Path) -
     await stage.open()
     for record in records(5):
         await stage.process(WorkItem(record=record))
+    await stage.wait_written()
     assert len(read_jsonl(path)) == 4  # two full batches; the fifth waits in the buffer
     await stage.close()
     lines = read_jsonl(path)
