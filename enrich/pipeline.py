@@ -60,14 +60,19 @@ def build_sink_stage(
 
 
 def state_committer(state: CrawlState, sinks: Sequence[Sink]) -> Callable[[Sequence[WorkItem]], Awaitable[None]]:
-    """What the sink stage calls after each batch: commit it to the crawl state, with the JSONL file's length and
-    descriptor (synced to disk first) when there is a JSONL file among the sinks."""
+    """What the sink stage calls after each batch: sync the JSONL file to disk (in a thread), then commit the batch
+    to the crawl state with the file's length (on the loop: see :meth:`CrawlState.commit`), and now and then fold
+    the state's log into its database (in a thread)."""
     jsonl = next((s for s in sinks if isinstance(s, JsonlSink)), None)
 
     async def commit(items: Sequence[WorkItem]) -> None:
         offset = jsonl.offset if jsonl is not None and jsonl.path is not None else None
         fd = jsonl.fileno() if jsonl is not None else None
-        await asyncio.to_thread(state.commit, items, output_offset=offset, output_fd=fd)
+        if fd is not None and state.durable:
+            await asyncio.to_thread(state.sync_output, fd)
+        state.commit(items, output_offset=offset)
+        if state.checkpoint_due():
+            await asyncio.to_thread(state.checkpoint)
 
     return commit
 
