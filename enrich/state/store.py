@@ -14,8 +14,9 @@ It is what makes a run resumable and a rerun incremental:
 Input is not copied here first: the input file is the queue. A URL read is inserted as ``pending`` (batched with the
 next commit), so a rerun knows what it had read; the rerun reads the input again and skips what is done.
 
-One connection writes (in a worker thread, one transaction per batch of records); the event loop reads through a
-second one, which WAL lets run beside the writer, so the loop never waits on a commit.
+One transaction per batch of records, on the event loop (see :meth:`CrawlState.commit` for why not a thread); the
+disk waits are elsewhere: the JSONL fsync before it and the WAL checkpoints (every 5,000 records, on a connection
+of their own) run in worker threads. Reads of stored records for a recrawl run in threads too.
 """
 
 from __future__ import annotations
