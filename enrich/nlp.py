@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,10 +91,13 @@ def resolve_model(name: str) -> str:
     Raises:
         NLPError: neither is installed (the message says what to install).
     """
-    import spacy.util  # deferred: importing spaCy costs a second, and only NLP users need it
-
     def installed(candidate: str) -> bool:
-        return spacy.util.is_package(candidate) or Path(candidate).is_dir()
+        # what spacy.util.is_package checks, without importing spaCy (0.6 s) in a process that may never use it
+        try:
+            metadata.distribution(candidate)
+        except metadata.PackageNotFoundError:
+            return Path(candidate).is_dir()
+        return True
 
     if installed(name):
         return name
@@ -320,9 +324,8 @@ class NLPStage:
             return
         model = await asyncio.to_thread(resolve_model, self._config.model)  # a missing model stops the run, clearly
         self.cache = NLPCache(config=self._config, model=model_identity(model), store=self._store)
-        # The workers load their models while the first pages are fetched: a run (a recrawl above all, where most
-        # pages are not analyzed again) does not wait seconds for models before its first request.
-        self._warming = asyncio.create_task(self._warm(), name="nlp-warm")
+        # The workers start (and load their models) when the first text comes, not here: fetching starts at once,
+        # and a run that analyzes nothing (a recrawl of an unchanged site) never pays for the models.
         self._queue = asyncio.Queue()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="nlp-dispatch")
 
@@ -332,8 +335,14 @@ class NLPStage:
         Raises:
             Exception: what starting the workers raised.
         """
-        if self._warming is not None:
-            await asyncio.shield(self._warming)
+        if self._queue is None:
+            return
+        await asyncio.shield(self._start_workers())
+
+    def _start_workers(self) -> asyncio.Task[None]:
+        if self._warming is None:
+            self._warming = asyncio.create_task(self._warm(), name="nlp-warm")
+        return self._warming
 
     async def _warm(self) -> None:
         started = time.perf_counter()
@@ -362,19 +371,23 @@ class NLPStage:
 
     async def _analyze(self, text: str, language: str | None) -> NLPResult:
         assert self._queue is not None
+        self._start_workers()
         future: asyncio.Future[NLPResult] = asyncio.get_running_loop().create_future()
         await self._queue.put((text, language, future))
         return await future
 
     async def _dispatch(self) -> None:
         assert self._queue is not None
-        assert self._warming is not None
         queue = self._queue
+        self._carry = await queue.get()  # the first text has started the workers: wait for them
         try:
-            await asyncio.shield(self._warming)
+            await asyncio.shield(self._start_workers())
         except Exception as exc:  # no worker could load the model: every text gets the error, the run goes on
             logger.error("NLP workers could not start: %s", exc, exc_info=True)
             error = NLPError(f"NLP workers could not start: {type(exc).__name__}: {exc}")
+            if self._carry is not None:
+                self._fail([self._carry], error)
+                self._carry = None
             while True:
                 self._fail([await queue.get()], error)
         loop = asyncio.get_running_loop()

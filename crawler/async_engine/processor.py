@@ -291,7 +291,7 @@ class AsyncEnrichmentProcessor:
         if self.state is not None:
             kind, revisit = self.state.admit(entry.url, priority=entry.priority)
             if kind is Admission.FRESH:
-                item = await asyncio.to_thread(fresh_item, self.state, entry.url, engine=self.engine)
+                item = fresh_item(self.state, entry.url, engine=self.engine)
                 if item is not None:
                     await items.put(item)
                     return True

@@ -9,7 +9,6 @@ extracted text did not change either.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from enrich.errors import FetchError
@@ -59,7 +58,7 @@ async def reuse_unchanged(state: CrawlState, item: WorkItem) -> bool:
         item.record.revisit = "changed"
         state.counts["changed"] += 1
         return False
-    record = await asyncio.to_thread(state.stored_record, page.url)
+    record = state.stored_record(page.url)
     fresh = item.record
     if record is None:  # cannot happen with an intact state; the URL still gets a record saying why
         error = FetchError(f"HTTP {page.status} to a conditional request, but no stored record", url=page.url)
@@ -79,7 +78,7 @@ async def reuse_unchanged(state: CrawlState, item: WorkItem) -> bool:
 
 
 def fresh_item(state: CrawlState, url: str, *, engine: str) -> WorkItem | None:
-    """The stored record of a URL fetched less than ``max_age`` ago, marked ``fresh`` (blocking: a thread)."""
+    """The stored record of a URL fetched less than ``max_age`` ago, marked ``fresh``."""
     from enrich.stages import WorkItem
 
     record = state.stored_record(url)
