@@ -58,7 +58,8 @@ class StaticServer:
     def __init__(self, root: Path, *, delay_s: float = 0.0) -> None:
         self.seen = Seen()
         handler = type("Handler", (_Handler,), {"seen": self.seen, "delay_s": delay_s})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})  # the default is 5
+        self._server = server_class(("127.0.0.1", 0), partial(handler, directory=str(root)))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

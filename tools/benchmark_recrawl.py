@@ -102,8 +102,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_SERVE = """
+import functools, http.server, sys
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # http.server's default backlog of 5 refuses connections at concurrency 16
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+Server(("127.0.0.1", int(sys.argv[2])), handler).serve_forever()
+"""
+"""``python -m http.server``, with a listen backlog that does not refuse a crawler's concurrent connections."""
+
+
 class StaticSite:
-    """``python -m http.server`` over a folder, in its own process; its request log counts the requests."""
+    """Python's static file server over a folder, in its own process; its request log counts the requests."""
 
     def __init__(self, root: Path, log: Path) -> None:
         self.root, self.log = root, log
@@ -116,7 +126,7 @@ class StaticSite:
 
     def __enter__(self) -> StaticSite:
         log = self.log.open("ab")
-        command = [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1", "-d", str(self.root)]
+        command = [sys.executable, "-c", _SERVE, str(self.root), str(self.port)]
         self._process = subprocess.Popen(command, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + 10
@@ -272,20 +282,30 @@ def crash(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             base = work / engine
             base.mkdir()
             log = base / "engine.log"
-            options = ["--max-workers", str(args.concurrency), "--nlp-workers", str(args.nlp_workers)]
-            options += ["--nlp-executor", args.nlp_executor]
+
+            def command_for(out: Path, tag: str, engine: str = engine, base: Path = base) -> list[str]:
+                """The same command for the reference and the killed runs: the CLI for the async engine,
+                ``scrapy crawl`` itself for Scrapy mode (a kill of the orchestrator would not reach it)."""
+                if engine == "async":
+                    options = ["--max-workers", str(args.concurrency), "--nlp-workers", str(args.nlp_workers)]
+                    options += ["--nlp-executor", args.nlp_executor]
+                    return cli_command(engine, urls, out, base / tag, base / f"{tag}.json", options)
+                config = base / "config.yml"
+                nlp = {"executor": args.nlp_executor, "workers": args.nlp_workers}
+                config.write_text(json.dumps({"nlp": nlp}), encoding="utf-8")  # JSON is YAML
+                spider = [f"concurrency={args.concurrency}", f"config={config}"]
+                return scrapy_command(urls, out, base / f"{tag}.sqlite", base / f"{tag}.json", spider)
+
             reference = base / "reference.jsonl"
-            ref_s = run(cli_command(engine, urls, reference, base / "ref", base / "ref.json", options), log)
+            ref_s = run(command_for(reference, "ref"), log)
             print(f"{engine} reference: {ref_s:.1f} s", flush=True)
-            out, state = base / "out.jsonl", base / "job.sqlite"
-            if engine == "async":
-                command = cli_command(engine, urls, out, base / "data", base / "stats.json", options)
-            else:
-                spider = [f"concurrency={args.concurrency}", f"nlp_workers={args.nlp_workers}"]
-                command = scrapy_command(urls, out, state, base / "stats.json", spider)
+            out = base / "out.jsonl"
+            command = command_for(out, "job")
             moments, total, kills = [], 0.0, 0
             for _ in range(args.kills):
-                moment = rng.uniform(0.05, 0.9) * ref_s
+                # a moment within what is left to do (a resumed run is shorter), so that every kill lands
+                left = 1 - (sum(1 for _ in out.open(encoding="utf-8")) / len(paths) if out.exists() else 0)
+                moment = rng.uniform(0.05, 0.9) * ref_s * max(left, 0.05)
                 with log.open("ab") as out_log:
                     started = time.perf_counter()
                     process = subprocess.Popen(
