@@ -91,6 +91,7 @@ def resolve_model(name: str) -> str:
     Raises:
         NLPError: neither is installed (the message says what to install).
     """
+
     def installed(candidate: str) -> bool:
         # what spacy.util.is_package checks, without importing spaCy (0.6 s) in a process that may never use it
         try:

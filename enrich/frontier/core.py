@@ -357,8 +357,12 @@ class Frontier(Generic[T]):
             del self._sites[key]
             self._tokens.pop(key, None)
 
-    def _schedule(self, site: str) -> None:
-        """Put ``site`` in the heap its state calls for (ready now, ready at a time, or none: capped or empty)."""
+    def _schedule(self, site: str, now: float | None = None) -> None:
+        """Put ``site`` in the heap its state calls for (ready now, ready at a time, or none: capped or empty).
+
+        ``now``: the time the caller decided by (:meth:`poll` passes its own, so that a site it found not ready
+        yet goes to the timed heap, never back to the ready heap it is looping over).
+        """
         head = self.storage.head(site)
         if head is None:
             return
@@ -368,7 +372,8 @@ class Frontier(Generic[T]):
         if state.in_flight >= self.policy.cap(state) or (state.circuit != "closed" and state.trial):
             return  # capped: rescheduled when one of its requests is released
         ready_at = self.policy.ready_at(state)
-        if ready_at > self._clock() and self.policy.refusal(state, self._clock()) is None:
+        now = self._clock() if now is None else now
+        if ready_at > now and self.policy.refusal(state, now) is None:
             heapq.heappush(self._timed, (ready_at, site, token))
         else:
             heapq.heappush(self._ready, (head.sort_key, site, token))
@@ -417,17 +422,17 @@ class Frontier(Generic[T]):
             refusal = self.policy.refusal(state, now)
             if refusal is not None:
                 self.counts["refused"] += 1
-                self._schedule(site)
+                self._schedule(site, now)
                 return Lease(site, entry.url, entry.payload, entry.priority, refusal, waited, released=True)
             if not self.policy.can_start(state, now):  # the heap entry was right when pushed; check again
                 self.storage.push(site, entry)
                 self._pending_bytes += entry.size
-                self._schedule(site)
+                self._schedule(site, now)  # by the same clock reading: to the timed heap, not back into this loop
                 continue
             self.policy.start(state, now)
             self._in_flight += 1
             self.counts["started"] += 1
-            self._schedule(site)
+            self._schedule(site, now)
             return Lease(site, entry.url, entry.payload, entry.priority, None, waited)
         self._room.set()  # nothing may start now: the reader may have to look further ahead
         return None

@@ -336,3 +336,32 @@ async def test_the_search_for_other_sites_gives_up_after_max_probe_entries_of_kn
         assert f.wants_input()
     finally:
         f.close()
+
+
+class SteppingClock:
+    """Reads ``first`` once when armed, then ``later`` forever: a poll's own reading is older than the clock's by
+    the time it reschedules. Gives up after ``limit`` readings (a loop that never ends would otherwise hang)."""
+
+    def __init__(self, now: float, limit: int = 10_000) -> None:
+        self.now, self.first, self.calls, self.limit = now, None, 0, limit
+
+    def __call__(self) -> float:
+        self.calls += 1
+        if self.calls > self.limit:
+            raise RuntimeError("the clock was read without end: a poll loops")
+        if self.first is not None:
+            value, self.first = self.first, None
+            return value
+        return self.now
+
+
+def test_a_site_not_ready_by_the_polls_own_time_is_not_polled_again_in_a_loop() -> None:
+    clock = SteppingClock(11.0)
+    f = frontier(clock)  # type: ignore[arg-type]
+    f.add("http://a.test/1", "a1")  # ready now (11.0): in the ready heap
+    f.site("http://a.test/").next_start = 10.5  # a Crawl-delay turn, reserved without a reschedule
+    clock.first = 10.0  # the poll decides by 10.0; everything after it reads 11.0
+    assert f.poll() is None  # once livelocked here: not ready at 10.0, rescheduled as ready at 11.0, popped again
+    lease = f.poll()
+    assert lease is not None
+    assert lease.payload == "a1"
