@@ -123,8 +123,11 @@ def _add_engine_groups(parser: argparse.ArgumentParser) -> None:
     engine.add_argument(
         "--async-enrichment",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="async engine (aiohttp, default) or, with --no-async-enrichment, Scrapy mode (scrapy crawl enrich)",
+    )
+    engine.add_argument(
+        "--engine", choices=("async", "scrapy"), help="the engine by name: --engine scrapy is --no-async-enrichment"
     )
     engine.add_argument("--max-workers", type=int, metavar="N", help="maximum concurrent fetches (max_workers)")
     engine.add_argument(
@@ -489,7 +492,9 @@ def _run_scrapy_engine(
     process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True)
     interrupt = _Interrupt()
     interrupt.on_first = interrupt.on_second = lambda: process.send_signal(signal.SIGINT)
-    previous = signal.signal(signal.SIGINT, interrupt)
+    # SIGTERM (kill, systemd, docker stop) stops the child like Ctrl-C: the crawl flushes and ends, and no Scrapy
+    # process is left crawling (and holding the job) after the orchestrator is gone.
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         while process.poll() is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -499,7 +504,8 @@ def _run_scrapy_engine(
             if reporter:
                 reporter.tick()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if tail:
         tail.poll()
     if reporter:
@@ -589,6 +595,14 @@ def run_enrich(
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    if args.engine is not None:
+        wanted = args.engine == "async"
+        if args.async_enrichment is not None and args.async_enrichment != wanted:
+            flag = "--async-enrichment" if args.async_enrichment else "--no-async-enrichment"
+            raise ConfigError(f"--engine {args.engine} contradicts {flag}: give one of them")
+        args.async_enrichment = wanted
+    elif args.async_enrichment is None:
+        args.async_enrichment = True
     if args.max_error_rate is not None and not 0 <= args.max_error_rate <= 1:
         raise ConfigError(f"--max-error-rate must be between 0 and 1 (got {args.max_error_rate})")
     if args.progress_interval <= 0:

@@ -6,6 +6,7 @@ busy, so the signal arrives mid-crawl. Whatever the signal, the output must stay
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -142,3 +143,34 @@ def test_a_retry_waiting_at_the_stop_gets_its_last_answer_as_its_record(tmp_path
     assert record["attempts"] >= 1
     stats = json.loads(stats_file.read_text(encoding="utf-8"))
     assert stats["processed"] == len(records)
+
+
+def test_sigterm_to_the_orchestrator_ends_its_scrapy_process(tmp_path: Path, sites: dict[str, str]) -> None:
+    import psutil
+
+    pages = [f"{sites['127.0.0.1']}/page/{n}" for n in range(PAGES)]
+    trickles = [f"{sites['127.0.0.2']}/trickle?seconds=60&n={n}" for n in range(TRICKLES)]
+    (tmp_path / "urls.txt").write_text("\n".join([*pages, *trickles]) + "\n", encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    argv = [sys.executable, "-m", "crawler", "--engine", "scrapy", "--no-nlp", "-i", "urls.txt", "-o", str(output)]
+    argv += ["--timeout", str(TIMEOUT_S), "--retries", "0", "--batch-size", "2", "--progress", "off"]
+    argv += ["--data-dir", "data"]
+    with (tmp_path / "cli.log").open("w", encoding="utf-8") as log:
+        cli = subprocess.Popen(argv, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True)
+    children: list[psutil.Process] = []
+    try:
+        wait_mid_crawl(output, cli, records=PAGES - 1)
+        children = psutil.Process(cli.pid).children(recursive=True)
+        assert children, "no Scrapy process under the orchestrator"
+        cli.send_signal(signal.SIGTERM)
+        assert cli.wait(timeout=TIMEOUT_S + 20) == 130
+        _, alive = psutil.wait_procs(children, timeout=10)
+    finally:
+        with contextlib.suppress(OSError):
+            cli.kill()
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+    assert alive == [], f"still running after the orchestrator ended: {alive}"
+    urls = [r["url"] for r in read_lines(output)]
+    assert len(urls) == len(set(urls)) == PAGES + TRICKLES  # flushed: pages and the interrupted trickles

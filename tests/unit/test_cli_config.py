@@ -216,3 +216,23 @@ def test_summary_table() -> None:
     assert "| Success rate | 50.0% |" in table
     assert "| Error X      |     1 |" in table
     assert len({len(line) for line in lines}) == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [((), True), (("--engine", "scrapy"), False), (("--no-async-enrichment",), False), (("--engine", "async"), True)],
+)
+def test_engine_flag_and_its_older_spelling(flags: tuple[str, ...], expected: bool) -> None:
+    from crawler.cli import _check_args
+
+    args = build_parser().parse_args([*flags, "-i", "urls.txt"])
+    _check_args(args)
+    assert args.async_enrichment is expected
+
+
+def test_contradicting_engine_flags_are_refused() -> None:
+    from crawler.cli import _check_args
+
+    args = build_parser().parse_args(["--engine", "scrapy", "--async-enrichment", "-i", "urls.txt"])
+    with pytest.raises(ConfigError, match="--engine scrapy contradicts --async-enrichment"):
+        _check_args(args)
