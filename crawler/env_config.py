@@ -254,6 +254,9 @@ def build_env_settings(raw: dict[str, Any], *, env: str, sources: tuple[str, ...
     for name in _STAGE_KEYS:
         value = sections[name].pop("output", None)
         path = DEFAULT_LAYOUT[name] if value is None else _path(value, f"stages.{name}.output", problems)
+        if name == "enrichment" and str(path) == "-":
+            outputs[name] = Path("-")  # standard output, not a file named '-' in the data folder
+            continue
         outputs[name] = data_dir / (path or DEFAULT_LAYOUT[name])  # an absolute path stays as it is
 
     discover = DiscoverConfig()

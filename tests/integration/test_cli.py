@@ -362,3 +362,11 @@ def test_ctrl_c_flushes_what_is_done_and_exits_130(site: str, tmp_path: Path) ->
     records = read_jsonl(tmp_path / "out.jsonl")
     assert 2 <= len(records) < 200
     assert stats["processed"] == len(records)
+
+
+def test_output_dash_writes_the_records_to_standard_output(tmp_path: Path) -> None:
+    result = run_cli("demo", "--no-nlp", "-o", "-", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(records) == 7
+    assert not list(tmp_path.rglob("-")), "a file named '-' was written"
