@@ -81,6 +81,7 @@ FLAG_KEYS: dict[str, str] = {
     "batch_size": "stages.enrichment.batch_size",
     "output": "stages.enrichment.output",
     "sqlite": "stages.enrichment.sqlite_path",
+    "postgres": "stages.enrichment.postgres_dsn",
     "warc": "stages.enrichment.warc_dir",
     "max_depth": "stages.discover.max_depth",
     "max_pages": "stages.discover.max_pages",
@@ -159,6 +160,9 @@ def _add_engine_groups(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--output", "-o", metavar="FILE", help="JSONL records ('-' for stdout)")
     output.add_argument("--batch-size", type=int, metavar="N", help="records per output flush")
     output.add_argument("--sqlite", metavar="FILE", help="also write records to this SQLite database")
+    output.add_argument(
+        "--postgres", metavar="DSN", help="also upsert records into PostgreSQL (postgresql://user@host/db)"
+    )
     output.add_argument(
         "--warc",
         metavar="DIR",

@@ -101,6 +101,7 @@ ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     "output": ("output", "path"),
     "batch_size": ("output", "batch_size"),
     "sqlite_path": ("output", "sqlite_path"),
+    "postgres_dsn": ("output", "postgres_dsn"),
     "warc_dir": ("warc", "dir"),
     "warc_max_mb": ("warc", "max_mb"),
 }

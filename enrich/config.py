@@ -148,6 +148,9 @@ class OutputConfig(_Frozen):
     path: Path = Path("data/processed/stage03/enrichment_output.jsonl")
     batch_size: int = Field(100, ge=1, le=100_000, description="Records per flush.")
     sqlite_path: Path | None = Field(None, description="Also write records to this SQLite database.")
+    postgres_dsn: str | None = Field(
+        None, min_length=1, description="Also upsert records into PostgreSQL (a libpq DSN or postgresql:// URI)."
+    )
 
 
 class WarcConfig(_Frozen):

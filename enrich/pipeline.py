@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from enrich.extract.stage import ExtractStage
 from enrich.nlp import NLPStage
 from enrich.nlp_cache import NLPCache
-from enrich.sinks import JsonlSink, Sink, SinkStage, SqliteSink
+from enrich.sinks import JsonlSink, PostgresSink, Sink, SinkStage, SqliteSink
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -23,10 +23,13 @@ __all__ = ["build_sink_stage", "build_sinks", "build_stages", "run_figures", "st
 
 def build_sinks(output: OutputConfig, *, path: Path | str | None = None, resume_at: int | None = None) -> list[Sink]:
     """The sinks an output config asks for: JSONL always (cut back to ``resume_at`` bytes and appended to, for a
-    resumed job), SQLite when ``sqlite_path`` is set (it upserts by URL, so a resumed job needs nothing there)."""
+    resumed job), SQLite when ``sqlite_path`` is set, PostgreSQL when ``postgres_dsn`` is (both upsert by URL, so a
+    resumed job needs nothing there)."""
     sinks: list[Sink] = [JsonlSink(path=path if path is not None else output.path, resume_at=resume_at)]
     if output.sqlite_path is not None:
         sinks.append(SqliteSink(path=output.sqlite_path))
+    if output.postgres_dsn is not None:
+        sinks.append(PostgresSink(dsn=output.postgres_dsn))
     return sinks
 
 

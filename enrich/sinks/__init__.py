@@ -16,6 +16,7 @@ from enrich.errors import SinkError
 from enrich.record import dumps_record, utc_now_iso
 from enrich.sinks.jsonl import JsonlSink
 from enrich.sinks.memory import MemorySink
+from enrich.sinks.postgres import PostgresSink
 from enrich.sinks.sqlite import SqliteSink
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from enrich.record import Record
     from enrich.stages import WorkItem
 
-__all__ = ["JsonlSink", "MemorySink", "SerializedSink", "Sink", "SinkStage", "SqliteSink"]
+__all__ = ["JsonlSink", "MemorySink", "PostgresSink", "SerializedSink", "Sink", "SinkStage", "SqliteSink"]
 
 
 @runtime_checkable

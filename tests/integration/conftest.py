@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -174,3 +175,20 @@ def unreachable_url() -> Iterator[str]:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A real PostgreSQL server for the session (tests/postgres_server.py); skipped, saying why, where none runs."""
+    from postgres_server import Unavailable, postgres_server
+
+    try:
+        server = postgres_server()
+        dsn = server.__enter__()
+    except (Unavailable, subprocess.CalledProcessError) as exc:
+        detail = exc.stderr.decode(errors="replace")[-300:] if isinstance(exc, subprocess.CalledProcessError) else exc
+        pytest.skip(f"no PostgreSQL server: {detail}")
+    try:
+        yield dsn
+    finally:
+        server.__exit__(None, None, None)

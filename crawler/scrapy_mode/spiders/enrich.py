@@ -144,6 +144,7 @@ ARGUMENTS: dict[str, Argument] = {
     "input_column": Argument("input_column", _parse_text, "CSV column holding the URL"),
     "input_field": Argument("input_field", _parse_text, "JSONL key holding the URL"),
     "sqlite": Argument("output.sqlite_path", _parse_text, "also write records to this SQLite database"),
+    "postgres": Argument("output.postgres_dsn", _parse_text, "also upsert records into PostgreSQL (a DSN)"),
     "batch_size": Argument("output.batch_size", _parse_int, "records per output flush"),
     "warc": Argument("warc.dir", _parse_text, "also write every request and response as WARC files in this folder"),
     # fetching
