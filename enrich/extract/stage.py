@@ -40,7 +40,7 @@ class ExtractStage:
 
     async def process(self, item: WorkItem) -> WorkItem:
         page = item.page
-        if page is None or (self._state is not None and await reuse_unchanged(self._state, item)):
+        if page is None or (self._state is not None and reuse_unchanged(self._state, item)):
             return item
         item.page = None  # release the body as soon as it is read
         loop = asyncio.get_running_loop()

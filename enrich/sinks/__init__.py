@@ -87,10 +87,6 @@ class SinkStage:
         """The batch being written in the background."""
         self.written = 0
 
-    @property
-    def sinks(self) -> list[Sink]:
-        return list(self._sinks)
-
     async def open(self) -> None:
         for sink in self._sinks:
             await sink.open()

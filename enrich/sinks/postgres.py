@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from enrich.errors import SinkError
 from enrich.record import dumps_record, repair_text
+from enrich.sinks.columns import query_columns
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -100,21 +101,7 @@ class PostgresSink:
 
         if self._db is None:
             raise SinkError("PostgreSQL sink written before open()")
-        rows = [
-            (
-                _text(r.url),
-                _text(r.final_url),
-                r.status,
-                _text(r.content_type),
-                _text(r.title),
-                _text(r.language),
-                r.word_count,
-                r.error.type if r.error else None,
-                r.enriched_at,
-                jsonb_text(line),
-            )
-            for r, line in zip(records, lines, strict=True)
-        ]
+        rows = [(*query_columns(r, _text), jsonb_text(line)) for r, line in zip(records, lines, strict=True)]
         try:
             async with self._db.transaction(), self._db.cursor() as cursor:
                 await cursor.executemany(self._upsert(), rows)
@@ -127,6 +114,6 @@ class PostgresSink:
             await db.close()
 
 
-def _text(value: str | None) -> str | None:
+def _text(value: str) -> str:
     """A column value PostgreSQL stores: no lone surrogate, no NUL character."""
-    return None if value is None else repair_text(value).replace("\x00", "\ufffd")
+    return repair_text(value).replace("\x00", "\ufffd")

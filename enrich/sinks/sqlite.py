@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from enrich.errors import SinkError
 from enrich.record import dumps_record, repair_text
+from enrich.sinks.columns import query_columns
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,11 +33,6 @@ CREATE TABLE IF NOT EXISTS records (
     record TEXT NOT NULL  -- the full record, serialized exactly as in the JSONL output
 )
 """
-
-
-def _text(value: str | None) -> str | None:
-    """A column value SQLite can store (it rejects lone surrogates), repaired like the JSON of the record."""
-    return None if value is None else repair_text(value)
 
 
 class SqliteSink:
@@ -77,21 +73,7 @@ class SqliteSink:
         """Write records already serialized by :func:`~enrich.record.dumps_record` (one line each)."""
         if self._db is None:
             raise SinkError("SQLite sink written before open()")
-        rows = [
-            (
-                _text(r.url),
-                _text(r.final_url),
-                r.status,
-                _text(r.content_type),
-                _text(r.title),
-                _text(r.language),
-                r.word_count,
-                r.error.type if r.error else None,
-                r.enriched_at,
-                line,
-            )
-            for r, line in zip(records, lines, strict=True)
-        ]
+        rows = [(*query_columns(r, repair_text), line) for r, line in zip(records, lines, strict=True)]
         async with self._lock:
             try:
                 await asyncio.to_thread(self._write_sync, rows)

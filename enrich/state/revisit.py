@@ -40,7 +40,7 @@ def note_response(item: WorkItem) -> None:
         item.body_hash = body_hash(page.body)
 
 
-async def reuse_unchanged(state: CrawlState, item: WorkItem) -> bool:
+def reuse_unchanged(state: CrawlState, item: WorkItem) -> bool:
     """Replace the item's record by the stored one when the page did not change (304 or same body hash), keeping
     this fetch's times and marking it; ``True`` when it did (extraction and NLP then leave the item alone)."""
     page = item.page

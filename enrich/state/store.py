@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -157,8 +156,6 @@ class CrawlState:
         self.max_age_s = max_age_s
         self.durable = durable
         self._clock = clock
-        self._db = threading.Lock()
-        """Guards the writing connection (commits run on the event loop; closing may come from another thread)."""
         self._unflushed: dict[str, tuple[int, int]] = {}
         """URLs read in this run and not yet inserted: url -> (seq, priority). Admissions and commits both run on
         the event loop (the reactor's, in Scrapy mode), so the in-memory state needs no lock."""
@@ -172,7 +169,7 @@ class CrawlState:
         self._uncheckpointed = 0
         self._checkpointer: sqlite3.Connection | None = None
         self.counts: dict[str, int] = dict.fromkeys((a.value for a in Admission), 0)
-        self.counts.update(not_modified=0, unchanged=0, changed=0, committed=0)
+        self.counts.update(not_modified=0, unchanged=0, changed=0)
         self.closed = False
 
     # --- opening ---------------------------------------------------------------------------------------------
@@ -419,7 +416,7 @@ class CrawlState:
             fetch = (record.final_url, record.fetched_at, fetched_ts, item.etag, item.last_modified, item.body_hash)
             rows.append((*row, *fetch, text_hash, item.nlp_key, line))
         try:
-            with self._db, transaction(self._writer):
+            with transaction(self._writer):
                 self._insert_pending(pending)
                 self._writer.executemany(_UPSERT_DONE, rows)
                 self._writer.executemany(
@@ -441,7 +438,6 @@ class CrawlState:
             self.output_offset = output_offset
         for item in items:
             self._revisits.pop(item.record.url, None)
-        self.counts["committed"] += len(items)
         self._uncheckpointed += len(items)
 
     def close(self, *, complete: bool) -> None:
@@ -450,7 +446,7 @@ class CrawlState:
             return
         self.closed = True
         try:
-            with self._db, transaction(self._writer):
+            with transaction(self._writer):
                 pending, self._unflushed = self._unflushed, {}
                 self._insert_pending(pending)
                 if self._nlp_unsaved:
