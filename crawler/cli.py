@@ -684,6 +684,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv[:1] == ["demo"]:
             return _demo(argv[1:], err)
+        if argv[:1] and argv[0] in ("enqueue", "worker", "status"):
+            from crawler.distributed import main as distributed_main  # deferred: imports redis
+
+            return distributed_main(argv[0], argv[1:], sys.stdout, err)
         return _run(argv, err)
     except ConfigError as exc:
         print(f"webenrich: error: {exc}", file=err)

@@ -13,6 +13,7 @@ Hierarchy::
     │       └── BlockedAddressError   the target resolves to a non-public address
     ├── ContentError                  a document is empty, truncated, malformed or not what it claims
     ├── NLPError                      the NLP stage failed on a text or could not load its model
+    ├── DeadLetterError               workers died N times holding this URL (distributed mode): not tried again
     └── SinkError (OSError)           a sink cannot write; this one stops the run instead of degrading a record
 
 Every error carries the URL it concerns (``url``) where one applies, as an attribute and not only in the message.
@@ -25,6 +26,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "ContentError",
+    "DeadLetterError",
     "EnrichError",
     "FetchError",
     "FetchTimeoutError",
@@ -99,6 +101,10 @@ class ContentError(EnrichError):
 
 class NLPError(EnrichError):
     """The NLP stage failed on a text or could not load its model."""
+
+
+class DeadLetterError(EnrichError):
+    """In a distributed job, the workers holding this URL died ``max_deliveries`` times: it is not fetched again."""
 
 
 class SinkError(EnrichError, OSError):

@@ -21,11 +21,15 @@ if TYPE_CHECKING:
 __all__ = ["build_sink_stage", "build_sinks", "build_stages", "run_figures", "state_committer"]
 
 
-def build_sinks(output: OutputConfig, *, path: Path | str | None = None, resume_at: int | None = None) -> list[Sink]:
-    """The sinks an output config asks for: JSONL always (cut back to ``resume_at`` bytes and appended to, for a
-    resumed job), SQLite when ``sqlite_path`` is set, PostgreSQL when ``postgres_dsn`` is (both upsert by URL, so a
-    resumed job needs nothing there)."""
-    sinks: list[Sink] = [JsonlSink(path=path if path is not None else output.path, resume_at=resume_at)]
+def build_sinks(
+    output: OutputConfig, *, path: Path | str | None = None, resume_at: int | None = None, jsonl: bool = True
+) -> list[Sink]:
+    """The sinks an output config asks for: JSONL unless ``jsonl`` is false (cut back to ``resume_at`` bytes and
+    appended to, for a resumed job), SQLite when ``sqlite_path`` is set, PostgreSQL when ``postgres_dsn`` is (both
+    upsert by URL, so a resumed job or a URL delivered twice to distributed workers needs nothing there)."""
+    sinks: list[Sink] = []
+    if jsonl:
+        sinks.append(JsonlSink(path=path if path is not None else output.path, resume_at=resume_at))
     if output.sqlite_path is not None:
         sinks.append(SqliteSink(path=output.sqlite_path))
     if output.postgres_dsn is not None:
@@ -34,31 +38,46 @@ def build_sinks(output: OutputConfig, *, path: Path | str | None = None, resume_
 
 
 def build_stages(
-    config: EnrichConfig, *, sinks: Sequence[Sink] | None = None, state: CrawlState | None = None
+    config: EnrichConfig,
+    *,
+    sinks: Sequence[Sink] | None = None,
+    state: CrawlState | None = None,
+    acknowledge: Callable[[Sequence[WorkItem]], Awaitable[None]] | None = None,
 ) -> list[Stage]:
     """Extraction, then NLP (a no-op when disabled), then the sinks (from the config unless given).
 
     With a crawl ``state``: extraction reuses the stored record of an unchanged page in a recrawl, NLP analyses are
     kept in the state, and each batch the sinks have written is committed to it (with the JSONL output's length).
+    ``acknowledge`` is called with each written batch after that (a distributed worker acknowledges its URLs).
     """
     return [
         ExtractStage(config=config.extract, state=state),
         NLPStage(config=config.nlp, store=state),
-        build_sink_stage(config, sinks=sinks, state=state),
+        build_sink_stage(config, sinks=sinks, state=state, acknowledge=acknowledge),
     ]
 
 
 def build_sink_stage(
-    config: EnrichConfig, *, sinks: Sequence[Sink] | None = None, state: CrawlState | None = None
+    config: EnrichConfig,
+    *,
+    sinks: Sequence[Sink] | None = None,
+    state: CrawlState | None = None,
+    acknowledge: Callable[[Sequence[WorkItem]], Awaitable[None]] | None = None,
 ) -> SinkStage:
     """The sink stage of :func:`build_stages`: the configured sinks (a JSONL output resumed where the state says)
-    unless ``sinks`` is given, committing each written batch to ``state``."""
+    unless ``sinks`` is given, committing each written batch to ``state``, then passing it to ``acknowledge``."""
     if sinks is None:
         sinks = build_sinks(config.output, resume_at=state.output_offset if state is not None else None)
+    steps = [step for step in (state_committer(state, sinks) if state is not None else None, acknowledge) if step]
+
+    async def on_written(items: Sequence[WorkItem]) -> None:
+        for step in steps:
+            await step(items)
+
     return SinkStage(
         sinks=sinks,
         batch_size=config.output.batch_size,
-        on_written=state_committer(state, sinks) if state is not None else None,
+        on_written=(steps[0] if len(steps) == 1 else on_written) if steps else None,
     )
 
 

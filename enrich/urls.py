@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from enrich.errors import ConfigError, InvalidURLError
+from enrich.errors import ConfigError, EnrichError, InvalidURLError
 from enrich.record import repair_text
 
 if TYPE_CHECKING:
@@ -143,7 +143,8 @@ class InputURL:
 
     url: str
     line: int
-    error: InvalidURLError | None = None
+    error: EnrichError | None = None
+    """Why it is not fetched: an :class:`InvalidURLError` from the input, or a worker's dead letter."""
     fetch_url: str | None = None
     priority: int = 0
     """Higher goes first in the frontier (within a site and across sites); from a CSV column or JSONL field

@@ -43,7 +43,7 @@ from enrich.warc import WarcWriter
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
 
-    from enrich.frontier import Lease
+    from enrich.frontier import Lease, SiteGate
     from enrich.sinks import Sink
     from enrich.stages import Stage
     from enrich.state import CrawlState
@@ -154,6 +154,7 @@ class AsyncEnrichmentProcessor:
         progress_callback: Callable[[RunStats], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         state: CrawlState | None = None,
+        gate: SiteGate | None = None,
     ) -> AsyncEnrichmentProcessor:
         """The standard engine for a config: stages from :func:`build_stages`, aiohttp fetcher, frontier.
 
@@ -165,6 +166,7 @@ class AsyncEnrichmentProcessor:
             progress_callback: called with the stats at every progress tick and at the end.
             clock: monotonic seconds for the frontier and the stats.
             state: the job's crawl state (see :class:`AsyncEnrichmentProcessor`).
+            gate: per-site permits shared with other workers (a distributed job), asked before each request.
         """
         fetcher = AiohttpFetcher.from_config(
             config.fetch, politeness=config.politeness, warc=WarcWriter.from_config(config)
@@ -176,7 +178,7 @@ class AsyncEnrichmentProcessor:
         return cls(
             stages=stages if stages is not None else build_stages(config, sinks=sinks, state=state),
             fetcher=fetcher,
-            frontier=Frontier.from_config(config, spill_codec=JobCodec(), clock=clock),
+            frontier=Frontier.from_config(config, spill_codec=JobCodec(), clock=clock, gate=gate),
             robots=robots,
             retry=RetryPolicy.from_config(config.fetch),
             max_concurrency=config.fetch.max_concurrency,

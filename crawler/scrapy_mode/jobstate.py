@@ -1,6 +1,9 @@
 """The crawl state of a Scrapy-mode run: opened once per crawler from ``ENRICH_STATE``, shared by the spider (which
 asks it what to fetch) and the pipelines (which reuse, cache and commit through it), closed when the spider closes.
 
+A distributed worker's queue is kept here too (``ENRICH_REDIS_URL``, set by ``python -m crawler worker``): the
+spider reads its input from it, the sink pipeline acknowledges what it wrote, the Redis scheduler gates each site.
+
 Scrapy builds the spider and each pipeline separately from the crawler, so the state is kept per crawler here.
 """
 
@@ -12,6 +15,7 @@ from weakref import WeakKeyDictionary
 
 from scrapy import signals
 
+from enrich.distributed import QueueFeed, RedisSiteGate, WorkQueue, worker_name
 from enrich.state import CrawlState
 
 if TYPE_CHECKING:
@@ -25,10 +29,15 @@ __all__ = ["CrawlJob", "job_of"]
 
 @dataclass
 class CrawlJob:
-    """A crawler's state (``None`` without ``ENRICH_STATE``) and the stages its pipelines run (for the stats)."""
+    """A crawler's state (``None`` without ``ENRICH_STATE``), the stages its pipelines run (for the stats) and, for a
+    distributed worker, its queue and site gate (``None`` otherwise)."""
 
     state: CrawlState | None
     stages: list[Stage] = field(default_factory=list)
+    feed: QueueFeed | None = None
+    gate: RedisSiteGate | None = None
+    jsonl: bool = True
+    """Whether the sinks include the JSONL output (a worker writes to PostgreSQL and JSONL only if asked)."""
 
 
 _JOBS: WeakKeyDictionary[Crawler, CrawlJob] = WeakKeyDictionary()
@@ -50,6 +59,8 @@ def job_of(crawler: Crawler) -> CrawlJob:
     if options.state is not None:
         state = CrawlState.open(options.state, recrawl=options.recrawl, max_age_s=options.max_age_s)
     job = _JOBS[crawler] = CrawlJob(state)
+    if crawler.settings.get("ENRICH_REDIS_URL"):
+        _join_queue(crawler, job)
     if state is not None:
 
         def closed(spider: Spider, reason: str) -> None:
@@ -57,3 +68,26 @@ def job_of(crawler: Crawler) -> CrawlJob:
 
         crawler.signals.connect(closed, signal=signals.spider_closed, weak=False)
     return job
+
+
+def _join_queue(crawler: Crawler, job: CrawlJob) -> None:
+    """Make ``job`` a distributed worker's: its queue feed and site gate, from the ``ENRICH_REDIS_*`` settings."""
+    import redis
+
+    from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports the pipelines
+
+    settings = crawler.settings
+    client = redis.Redis.from_url(settings.get("ENRICH_REDIS_URL"), socket_connect_timeout=10)
+    name = settings.get("ENRICH_REDIS_JOB")
+    worker = settings.get("ENRICH_WORKER_NAME") or worker_name()
+    queue = WorkQueue(
+        client,
+        name,
+        worker=worker,
+        lease_timeout_s=settings.getfloat("ENRICH_LEASE_TIMEOUT_S", 300.0),
+        max_deliveries=settings.getint("ENRICH_MAX_DELIVERIES", 3),
+    )
+    config = enrich_config_from_settings(settings)
+    job.feed = QueueFeed(queue, batch=min(50, config.frontier.max_pending), wait=settings.getbool("ENRICH_WORKER_WAIT"))
+    job.gate = RedisSiteGate(client, name, worker=worker, permit_ttl_s=config.fetch.timeout_s + 30)
+    job.jsonl = settings.getbool("ENRICH_WORKER_JSONL", False)

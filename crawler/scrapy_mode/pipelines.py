@@ -20,7 +20,7 @@ from crawler.scrapy_mode.jobstate import job_of
 from enrich.errors import SinkError
 from enrich.extract.stage import ExtractStage
 from enrich.nlp import NLPStage
-from enrich.pipeline import build_sink_stage, run_figures
+from enrich.pipeline import build_sink_stage, build_sinks, run_figures
 from enrich.stages import WorkItem, run_stage
 from enrich.stats import RunStats
 
@@ -140,7 +140,11 @@ class SinkPipeline(StagePipeline):
         options = run_options_from_settings(crawler.settings)
         stats = RunStats(engine=ENGINE, concurrency=lambda: _in_flight(crawler))
         job = job_of(crawler)
-        stage = cls.build_stage(config, job.state)
+        if job.feed is None:
+            stage = cls.build_stage(config, job.state)
+        else:  # a distributed worker: its own sinks, and each written batch acknowledged in the job's queue
+            sinks = build_sinks(config.output, jsonl=job.jsonl)
+            stage = build_sink_stage(config, sinks=sinks, state=job.state, acknowledge=job.feed.acknowledge)
         job.stages.append(stage)
         return cls(
             stage=stage,

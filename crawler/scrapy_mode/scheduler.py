@@ -30,7 +30,7 @@ from weakref import WeakKeyDictionary
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.utils.request import request_from_dict
 
-from enrich.frontier import Frontier, Lease
+from enrich.frontier import Frontier, Lease, SiteGate
 
 if TYPE_CHECKING:
     from scrapy import Request, Spider
@@ -124,12 +124,17 @@ class FrontierScheduler(BaseScheduler):
 
         codec = _RequestCodec()
         frontier: Frontier[Request] = Frontier.from_config(
-            enrich_config_from_settings(crawler.settings), spill_codec=codec
+            enrich_config_from_settings(crawler.settings), spill_codec=codec, gate=cls.site_gate(crawler)
         )
         scheduler = cls(crawler, frontier)
         codec.scheduler = scheduler
         _SCHEDULERS[crawler] = scheduler
         return scheduler
+
+    @classmethod
+    def site_gate(cls, crawler: Crawler) -> SiteGate | None:
+        """Per-site permits shared with other workers; none here (see ``redis_scheduler.py``)."""
+        return None
 
     # --- Scrapy's interface ----------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from enrich.frontier.core import Frontier, Lease
+from enrich.frontier.core import Frontier, Lease, SiteGate
 from enrich.frontier.sites import BACKOFF_STATUSES, Outcome, SitePolicy, SiteState, domain_of, outcome_of
 from enrich.frontier.spill import SpillCodec, SpillStore
 from enrich.frontier.storage import FrontierEntry, FrontierStorage, MemoryStorage
@@ -19,6 +19,7 @@ __all__ = [
     "Lease",
     "MemoryStorage",
     "Outcome",
+    "SiteGate",
     "SitePolicy",
     "SiteState",
     "SpillCodec",

@@ -31,7 +31,7 @@ import heapq
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from enrich.frontier.sites import Outcome, SitePolicy, SiteState, domain_of
 from enrich.frontier.spill import SpillStore
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from enrich.frontier.spill import SpillCodec
     from enrich.frontier.storage import FrontierStorage
 
-__all__ = ["MAX_PENDING", "MAX_PENDING_BYTES", "Frontier", "Lease"]
+__all__ = ["MAX_PENDING", "MAX_PENDING_BYTES", "Frontier", "Lease", "SiteGate"]
 
 T = TypeVar("T")
 
@@ -80,6 +80,19 @@ ENTRY_OVERHEAD_BYTES = 400
 """What a queued entry costs beside its URL (objects, heap slot), for the bytes bound."""
 
 
+class SiteGate(Protocol):
+    """Per-site permits shared with other processes (:class:`enrich.distributed.RedisSiteGate`): asked before a
+    request starts, so that many workers together are as polite to a site as one."""
+
+    def acquire(self, site: str, *, cap: int, spacing_s: float) -> tuple[str | None, float]:
+        """A permit token, or ``None`` and the seconds to wait before asking again."""
+        ...
+
+    def release(self, site: str, token: str, *, rest_s: float) -> None:
+        """The permit's attempt is over; the site must rest ``rest_s`` (backoff, open circuit) for everyone."""
+        ...
+
+
 @dataclass(slots=True)
 class Lease(Generic[T]):
     """A request handed out by the frontier: the engine fetches it (or writes its refusal) and then releases it.
@@ -99,6 +112,8 @@ class Lease(Generic[T]):
     refusal: str | None = None
     waited_s: float = 0.0
     released: bool = False
+    permit: str | None = None
+    """The :class:`SiteGate` permit this attempt holds, if the frontier has a gate."""
 
 
 class Frontier(Generic[T]):
@@ -118,6 +133,8 @@ class Frontier(Generic[T]):
         max_probe: entries read ahead in a row while nothing may start, none of them of a new site, before the
             search gives up (until a new site turns up or memory has room).
         max_idle_sites: site states kept once idle.
+        gate: permits shared with other workers, asked before each request starts (``None``: this process
+            alone decides).
     """
 
     def __init__(
@@ -132,11 +149,13 @@ class Frontier(Generic[T]):
         spill: SpillStore[T] | None = None,
         max_site_pending: int = MAX_SITE_PENDING,
         max_probe: int = MAX_PROBE,
+        gate: SiteGate | None = None,
     ) -> None:
         if max_pending < 1 or max_pending_bytes < 1:
             raise ValueError("max_pending and max_pending_bytes must be at least 1")
         self.policy = policy
         self.storage: FrontierStorage[T] = storage if storage is not None else MemoryStorage()
+        self.gate = gate
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
         self.min_pending = min(min_pending, max_pending)
@@ -178,6 +197,7 @@ class Frontier(Generic[T]):
         storage: FrontierStorage[T] | None = None,
         spill_codec: SpillCodec[T] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gate: SiteGate | None = None,
     ) -> Frontier[T]:
         """The frontier of a run; with ``spill_codec``, input read ahead past ``frontier.max_site_pending`` queued
         URLs of one site is spilled to a temporary file (:mod:`enrich.frontier.spill`)."""
@@ -190,6 +210,7 @@ class Frontier(Generic[T]):
             max_pending=config.frontier.max_pending,
             max_pending_bytes=config.frontier.max_pending_mb * 1024 * 1024,
             min_pending=max(MIN_PENDING, READ_AHEAD_PER_REQUEST * config.fetch.max_concurrency),
+            gate=gate,
         )
 
     def clock(self) -> float:
@@ -429,11 +450,23 @@ class Frontier(Generic[T]):
                 self._pending_bytes += entry.size
                 self._schedule(site, now)  # by the same clock reading: to the timed heap, not back into this loop
                 continue
+            permit = None
+            if self.gate is not None:
+                permit, wait = self.gate.acquire(
+                    site, cap=self.policy.cap(state), spacing_s=max(state.min_interval, state.pace)
+                )
+                if permit is None:  # another worker's turn on this site: not ready until then, nothing held
+                    self.counts["gate_waits"] += 1
+                    state.not_before = max(state.not_before, now + wait)
+                    self.storage.push(site, entry)
+                    self._pending_bytes += entry.size
+                    self._schedule(site, now)
+                    continue
             self.policy.start(state, now)
             self._in_flight += 1
             self.counts["started"] += 1
             self._schedule(site, now)
-            return Lease(site, entry.url, entry.payload, entry.priority, None, waited)
+            return Lease(site, entry.url, entry.payload, entry.priority, None, waited, permit=permit)
         self._room.set()  # nothing may start now: the reader may have to look further ahead
         return None
 
@@ -491,8 +524,19 @@ class Frontier(Generic[T]):
             state.trial = False  # a trial that made no attempt proves nothing: let another one through
             state.circuit = "open"
             state.opened_at = self._clock() - self.policy.circuit_cooldown_s
+        if self.gate is not None and lease.permit is not None:
+            self.gate.release(lease.site, lease.permit, rest_s=self._rest_s(state))
         self._schedule(lease.site)
         self._changed.set()
+
+    def _rest_s(self, state: SiteState) -> float:
+        """How long this process's policy keeps the site from starting another request (backoff, open circuit),
+        for the other workers through the gate."""
+        now = self._clock()
+        rest = self.policy.ready_at(state) - now
+        if self.policy.refusal(state, now) is not None:
+            rest = max(rest, state.opened_at + self.policy.circuit_cooldown_s - now)
+        return max(0.0, rest)
 
     # --- ending ----------------------------------------------------------------------------------------------
 

@@ -192,3 +192,19 @@ def postgres_dsn() -> Iterator[str]:
         yield dsn
     finally:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis server for the session (tests/redis_server.py); skipped, saying why, where none runs."""
+    from redis_server import Unavailable, redis_server
+
+    try:
+        server = redis_server()
+        url = server.__enter__()
+    except Unavailable as exc:
+        pytest.skip(f"no Redis server: {exc}")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)

@@ -223,7 +223,8 @@ def parse_arguments(arguments: dict[str, Any], settings: BaseSettings) -> tuple[
         )
     except ConfigError as exc:
         raise ConfigError(f"invalid spider argument: {exc}") from None
-    _check_input(options)
+    if not settings.get("ENRICH_REDIS_URL"):  # a distributed worker reads the job's queue instead
+        _check_input(options)
     return config, options
 
 
@@ -380,15 +381,24 @@ class EnrichSpider(Spider):
         whole, and input grouped by site (all URLs of a slow or delayed site first) does not starve the other
         sites, whose requests are read and fetched while the slow site's wait in its own queue.
         """
-        assert self.options.input is not None
-        source = self.options.input
-        lines = iter_input_lines(
-            source, fmt=self.options.input_format, column=self.options.input_column, field=self.options.input_field
-        )
         # Scrapy reads start() whenever its downloader is full, so the bound is ours to keep: wait while the
         # frontier holds max_pending requests (FrontierScheduler; without it, Scrapy's own scheduler holds all).
         scheduler = scheduler_of(self.crawler)
-        state = job_of(self.crawler).state
+        job = job_of(self.crawler)
+        if job.feed is not None:  # a distributed worker: the job's queue is the input
+            async for entry in job.feed.entries():
+                if scheduler is not None:
+                    await scheduler.wait_for_room()
+                yield self._request_or_error(entry)
+            return
+        assert self.options.input is not None
+        lines = iter_input_lines(
+            self.options.input,
+            fmt=self.options.input_format,
+            column=self.options.input_column,
+            field=self.options.input_field,
+        )
+        state = job.state
         for entry in read_urls(lines):
             revisit = None
             if state is not None:

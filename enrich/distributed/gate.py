@@ -1,0 +1,100 @@
+"""Politeness across workers: each site's in-flight cap and next allowed start, kept in Redis for the whole job.
+
+Every worker runs its own :class:`~enrich.frontier.Frontier` (its per-site queues, ``Crawl-delay``, backoff, AIMD
+cap and circuit, learnt from its own answers). Before a request starts, the frontier asks the :class:`RedisSiteGate`
+(the frontier's ``gate``) for a *permit* on the site, in one script call:
+
+* requests of the site in flight, over all workers, must be under the cap (the smallest the asking worker knows);
+* the site's next allowed start (``next``, on Redis's clock) must have come; a permit moves it on by the spacing
+  (the site's ``Crawl-delay`` with the frontier's margin, or the pace learnt from its rate limiter).
+
+A refused permit says how long to wait; the frontier puts the request back and the site is not ready until then
+(no slot is held meanwhile). When the attempt is over the permit is released with how long the asking worker's own
+policy says the site must rest (a backoff after a 429/503, an open circuit): the site's ``next`` moves to at least
+that for every worker. N workers together therefore start requests on a site as one would.
+
+In-flight permits are a sorted set scored by expiry: a worker that dies mid-request frees its place after
+``permit_ttl_s`` (the fetch timeout and a margin).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+from enrich.distributed.queue import JobKeys
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["AT_CAP_WAIT_S", "RedisSiteGate"]
+
+AT_CAP_WAIT_S = 0.05
+"""How long a request waits before asking again when the site is at its cap over all workers."""
+
+KEY_TTL_MS = 7 * 24 * 3600 * 1000
+"""A site's keys expire a week after their last use."""
+
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
+if now < next_at then return next_at - now end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return -1 end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
+redis.call('HSET', KEYS[1], 'next', now + tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 0
+"""
+
+_RELEASE = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+local rest = tonumber(ARGV[2])
+if rest > 0 then
+  local t = redis.call('TIME')
+  local until_at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + rest
+  local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
+  if until_at > next_at then redis.call('HSET', KEYS[1], 'next', until_at) end
+end
+return 0
+"""
+
+
+class RedisSiteGate:
+    """Per-site permits shared by every worker of a job (see the module docstring).
+
+    Args:
+        client: a ``redis.Redis`` client.
+        job: the job's name (its keys are :class:`~enrich.distributed.queue.JobKeys`).
+        worker: this worker's name, the prefix of its permit tokens.
+        permit_ttl_s: how long a permit holds a place if it is never released (its worker died).
+    """
+
+    def __init__(self, client: redis.Redis, job: str, *, worker: str, permit_ttl_s: float) -> None:
+        self.keys = JobKeys(job)
+        self.worker = worker
+        self.permit_ttl_ms = max(1, int(permit_ttl_s * 1000))
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+        self._tokens = itertools.count(1)
+        self.granted = 0
+        self.refused = 0
+
+    def acquire(self, site: str, *, cap: int, spacing_s: float) -> tuple[str | None, float]:
+        """A permit for one request on ``site`` now: ``(token, 0)``, or ``(None, seconds to wait)``."""
+        token = f"{self.worker}:{next(self._tokens)}"
+        keys = [self.keys.site(site), self.keys.site_leases(site)]
+        args: list[str | int] = [token, cap, int(spacing_s * 1000), self.permit_ttl_ms, KEY_TTL_MS]
+        wait_ms = int(self._acquire(keys=keys, args=args))
+        if wait_ms == 0:
+            self.granted += 1
+            return token, 0.0
+        self.refused += 1
+        return None, AT_CAP_WAIT_S if wait_ms < 0 else wait_ms / 1000
+
+    def release(self, site: str, token: str, *, rest_s: float) -> None:
+        """Give the permit back; no request of the site starts, on any worker, for ``rest_s`` from now."""
+        keys = [self.keys.site(site), self.keys.site_leases(site)]
+        self._release(keys=keys, args=[token, max(0, int(rest_s * 1000))])
