@@ -100,6 +100,7 @@ ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     # output
     "output": ("output", "path"),
     "batch_size": ("output", "batch_size"),
+    "flush_interval": ("output", "flush_interval_s"),
     "sqlite_path": ("output", "sqlite_path"),
     "postgres_dsn": ("output", "postgres_dsn"),
     "warc_dir": ("warc", "dir"),

@@ -147,6 +147,13 @@ class OutputConfig(_Frozen):
 
     path: Path = Path("data/processed/stage03/enrichment_output.jsonl")
     batch_size: int = Field(100, ge=1, le=100_000, description="Records per flush.")
+    flush_interval_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="A partial batch is written once its first record has waited this long (a slow crawl loses "
+        "little on a crash, and a distributed worker acknowledges its URLs).",
+    )
     sqlite_path: Path | None = Field(None, description="Also write records to this SQLite database.")
     postgres_dsn: str | None = Field(
         None, min_length=1, description="Also upsert records into PostgreSQL (a libpq DSN or postgresql:// URI)."

@@ -78,6 +78,7 @@ def build_sink_stage(
         sinks=sinks,
         batch_size=config.output.batch_size,
         on_written=(steps[0] if len(steps) == 1 else on_written) if steps else None,
+        max_wait_s=config.output.flush_interval_s,
     )
 
 

@@ -158,6 +158,7 @@ class RequestRunner:
             self.frontier.release(lease)
             return self._last_or(job, refusal)
         headers, conditional = job.headers()
+        self.frontier.starting(lease)
         try:
             async with asyncio.timeout(self.timeout_s):
                 answer = await self.fetcher.request(job.target, headers=headers)

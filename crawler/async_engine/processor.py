@@ -178,7 +178,10 @@ class AsyncEnrichmentProcessor:
         return cls(
             stages=stages if stages is not None else build_stages(config, sinks=sinks, state=state),
             fetcher=fetcher,
-            frontier=Frontier.from_config(config, spill_codec=JobCodec(), clock=clock, gate=gate),
+            # a distributed worker reads ahead from the job's queue, not into a spill file: the rest is other workers'
+            frontier=Frontier.from_config(
+                config, spill_codec=JobCodec() if gate is None else None, clock=clock, gate=gate
+            ),
             robots=robots,
             retry=RetryPolicy.from_config(config.fetch),
             max_concurrency=config.fetch.max_concurrency,

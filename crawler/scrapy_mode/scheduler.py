@@ -123,8 +123,11 @@ class FrontierScheduler(BaseScheduler):
         from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports this
 
         codec = _RequestCodec()
+        gate = cls.site_gate(crawler)
         frontier: Frontier[Request] = Frontier.from_config(
-            enrich_config_from_settings(crawler.settings), spill_codec=codec, gate=cls.site_gate(crawler)
+            enrich_config_from_settings(crawler.settings),
+            spill_codec=codec if gate is None else None,  # a distributed worker reads ahead from the job's queue
+            gate=gate,
         )
         scheduler = cls(crawler, frontier)
         codec.scheduler = scheduler

@@ -6,12 +6,16 @@ cap and circuit, learnt from its own answers). Before a request starts, the fron
 
 * requests of the site in flight, over all workers, must be under the cap (the smallest the asking worker knows);
 * the site's next allowed start (``next``, on Redis's clock) must have come; a permit moves it on by the spacing
-  (the site's ``Crawl-delay`` with the frontier's margin, or the pace learnt from its rate limiter).
+  (the site's ``Crawl-delay`` with the frontier's margin, or the pace learnt from its rate limiter). The last
+  spacing a worker gave is kept with the site, and used when the asking worker knows none yet (its first request,
+  before its robots.txt is read): a newcomer does not start a request right on another worker's heels.
 
 A refused permit says how long to wait; the frontier puts the request back and the site is not ready until then
-(no slot is held meanwhile). When the attempt is over the permit is released with how long the asking worker's own
-policy says the site must rest (a backoff after a 429/503, an open circuit): the site's ``next`` moves to at least
-that for every worker. N workers together therefore start requests on a site as one would.
+(no slot is held meanwhile). When the request really goes on the wire (after its robots.txt and address checks)
+the worker *stamps* the site: ``next`` moves to at least that moment plus the spacing, so the spacing holds between
+requests on the wire however long the checks took. When the attempt is over the permit is released with how long
+the worker's own policy says the site must rest (a backoff after a 429/503, an open circuit): ``next`` moves to at
+least that for every worker. N workers together therefore start requests on a site as one would.
 
 In-flight permits are a sorted set scored by expiry: a worker that dies mid-request frees its place after
 ``permit_ttl_s`` (the fetch timeout and a margin).
@@ -42,10 +46,30 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
 if now < next_at then return next_at - now end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return -1 end
+local spacing = tonumber(ARGV[3])
+if spacing > 0 then
+  redis.call('HSET', KEYS[1], 'spacing', spacing)
+else
+  spacing = tonumber(redis.call('HGET', KEYS[1], 'spacing') or '0')
+end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
-redis.call('HSET', KEYS[1], 'next', now + tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 'next', now + spacing)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 0
+"""
+
+_STAMP = """
+local spacing = tonumber(ARGV[1])
+if spacing > 0 then
+  redis.call('HSET', KEYS[1], 'spacing', spacing)
+else
+  spacing = tonumber(redis.call('HGET', KEYS[1], 'spacing') or '0')
+end
+local t = redis.call('TIME')
+local until_at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + spacing
+local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
+if until_at > next_at then redis.call('HSET', KEYS[1], 'next', until_at) end
 return 0
 """
 
@@ -78,6 +102,7 @@ class RedisSiteGate:
         self.permit_ttl_ms = max(1, int(permit_ttl_s * 1000))
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
+        self._stamp = client.register_script(_STAMP)
         self._tokens = itertools.count(1)
         self.granted = 0
         self.refused = 0
@@ -93,6 +118,13 @@ class RedisSiteGate:
             return token, 0.0
         self.refused += 1
         return None, AT_CAP_WAIT_S if wait_ms < 0 else wait_ms / 1000
+
+    def stamp(self, site: str, *, spacing_s: float) -> None:
+        """The permitted request goes on the wire now: the site's next start is at least ``spacing_s`` from now.
+
+        The permit reserved a turn when the request was handed out; checks in between (robots.txt, the address)
+        and a loaded machine can put its real start later, and the spacing must count from there."""
+        self._stamp(keys=[self.keys.site(site)], args=[max(0, int(spacing_s * 1000))])
 
     def release(self, site: str, token: str, *, rest_s: float) -> None:
         """Give the permit back; no request of the site starts, on any worker, for ``rest_s`` from now."""

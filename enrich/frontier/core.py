@@ -88,6 +88,10 @@ class SiteGate(Protocol):
         """A permit token, or ``None`` and the seconds to wait before asking again."""
         ...
 
+    def stamp(self, site: str, *, spacing_s: float) -> None:
+        """The permitted request goes on the wire now: no other starts on the site for ``spacing_s``."""
+        ...
+
     def release(self, site: str, token: str, *, rest_s: float) -> None:
         """The permit's attempt is over; the site must rest ``rest_s`` (backoff, open circuit) for everyone."""
         ...
@@ -529,11 +533,23 @@ class Frontier(Generic[T]):
         self._schedule(lease.site)
         self._changed.set()
 
+    def starting(self, lease: Lease[T]) -> None:
+        """The request of ``lease`` goes on the wire now (its checks are done): with a gate, the site's spacing
+        counts from now for every worker (:meth:`SiteGate.stamp`)."""
+        if self.gate is None or lease.permit is None:
+            return
+        state = self._sites.get(lease.site)
+        spacing = max(state.min_interval, state.pace) if state is not None else 0.0
+        self.gate.stamp(lease.site, spacing_s=spacing)  # 0: the gate uses the spacing another worker gave
+
     def _rest_s(self, state: SiteState) -> float:
         """How long this process's policy keeps the site from starting another request (backoff, open circuit),
         for the other workers through the gate."""
         now = self._clock()
-        rest = self.policy.ready_at(state) - now
+        # the spacing counts from this worker's last start, with the Crawl-delay known now (robots.txt may have
+        # arrived during the request, after the permit was given with no spacing)
+        spaced = state.last_start + max(state.min_interval, state.pace)
+        rest = max(self.policy.ready_at(state), spaced) - now
         if self.policy.refusal(state, now) is not None:
             rest = max(rest, state.opened_at + self.policy.circuit_cooldown_s - now)
         return max(0.0, rest)

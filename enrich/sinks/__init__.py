@@ -58,6 +58,9 @@ class SinkStage:
     write a line twice. ``close`` flushes what is buffered, so an interrupted run that closes its stages loses
     nothing it processed.
 
+    With ``max_wait_s``, a partial batch is written once its first record has waited that long, so a slow crawl
+    keeps little unwritten and a distributed worker acknowledges what it did while it waits for more.
+
     ``on_written`` is called with each batch once every sink has it (the crawl state marks those URLs done).
     Batches are written one after the other, so what ``on_written`` reads of a sink (the JSONL offset) is that
     batch's.
@@ -71,9 +74,14 @@ class SinkStage:
         sinks: Sequence[Sink],
         batch_size: int = 100,
         on_written: Callable[[Sequence[WorkItem]], Awaitable[None]] | None = None,
+        max_wait_s: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if max_wait_s is not None and max_wait_s <= 0:
+            raise ValueError(f"max_wait_s must be positive, got {max_wait_s}")
+        self.max_wait_s = max_wait_s
+        self._timer: asyncio.TimerHandle | None = None
         self._sinks = list(sinks)
         self._batch_size = batch_size
         self._on_written = on_written
@@ -97,11 +105,28 @@ class SinkStage:
         record.process_duration_ms = round((time.perf_counter() - item.started) * 1000, 1)
         item.page = None
         self._buffer.append(item)
+        if len(self._buffer) == 1 and self.max_wait_s is not None and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.max_wait_s, self._due)
         if len(self._buffer) >= self._batch_size:
             await self._hand_off()
         elif self._writing is not None and self._writing.done():
             await self._settle()  # a failed background write stops the run at the next item
         return item
+
+    def _due(self) -> None:
+        """The first buffered record has waited ``max_wait_s``: write the partial batch in the background (or look
+        again later while the batch before it is being written; a failed one is raised by the next item)."""
+        self._timer = None
+        if not self._buffer or self.max_wait_s is None:
+            return
+        task = self._writing
+        if task is not None and not task.done():
+            self._timer = asyncio.get_running_loop().call_later(self.max_wait_s, self._due)
+            return
+        if task is not None and (task.cancelled() or task.exception() is not None):
+            return  # left for process() or close() to raise
+        batch, self._buffer = self._buffer, []
+        self._writing = asyncio.create_task(self._write_next(batch), name="sink-write")
 
     async def wait_written(self) -> None:
         """Wait until the batch handed to the background is written (what is buffered stays buffered).
@@ -193,6 +218,9 @@ class SinkStage:
         self.written += len(batch)
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         try:
             await self.flush()
         finally:

@@ -88,6 +88,9 @@ class PostgresSink:
         try:
             self._db = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=10)
             async with self._db.transaction():
+                # CREATE TABLE IF NOT EXISTS is not safe against itself: two workers opening at once can both
+                # try, and one fails on the catalog's unique index. A transaction-scoped advisory lock serializes it.
+                await self._db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"webenrich:{self.table}",))
                 await self._db.execute(self._schema())
         except psycopg.Error as exc:
             raise SinkError(f"cannot open PostgreSQL database {redact_dsn(self.dsn)}: {exc}".strip()) from exc

@@ -224,6 +224,27 @@ async def test_sink_stage_batches() -> None:
         assert record.process_duration_ms >= 0
 
 
+async def test_a_partial_batch_is_written_once_it_has_waited_max_wait_s() -> None:
+    sink = MemorySink()
+    acknowledged: list[str] = []
+
+    async def on_written(items: Sequence[WorkItem]) -> None:
+        acknowledged.extend(item.record.url for item in items)
+
+    stage = SinkStage(sinks=[sink], batch_size=100, max_wait_s=0.05, on_written=on_written)
+    await stage.open()
+    for record in records(3):
+        await stage.process(WorkItem(record=record))
+    assert sink.records == []  # not yet: the batch is not full and has not waited long enough
+    await asyncio.sleep(0.2)
+    assert (sink.batches, len(sink.records), len(acknowledged)) == (1, 3, 3)
+    await stage.process(WorkItem(record=records(1, "https://example.net/")[0]))
+    await asyncio.sleep(0.2)
+    assert (sink.batches, len(sink.records)) == (2, 4)  # the timer starts again with the next record
+    await stage.close()
+    assert (sink.batches, stage.written) == (2, 4)
+
+
 def test_sink_stage_rejects_a_zero_batch() -> None:
     with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
         SinkStage(sinks=[], batch_size=0)
