@@ -14,8 +14,10 @@ A refused permit says how long to wait; the frontier puts the request back and t
 (no slot is held meanwhile). When the request really goes on the wire (after its robots.txt and address checks)
 the worker *stamps* the site: ``next`` moves to at least that moment plus the spacing, so the spacing holds between
 requests on the wire however long the checks took. When the attempt is over the permit is released with how long
-the worker's own policy says the site must rest (a backoff after a 429/503, an open circuit): ``next`` moves to at
-least that for every worker. N workers together therefore start requests on a site as one would.
+the worker's own policy says the site must rest (a backoff after a 429/503, a learnt pace): ``next`` moves to at
+least that for every worker. When the worker's circuit breaker has opened on the site, the release opens it for the
+job (``open_until``, with its reason): every worker then refuses the site's requests (their records say why) until
+the cooldown is over, and the next request is the trial. N workers together therefore treat a site as one would.
 
 In-flight permits are a sorted set scored by expiry: a worker that dies mid-request frees its place after
 ``permit_ttl_s`` (the fetch timeout and a margin).
@@ -42,10 +44,12 @@ KEY_TTL_MS = 7 * 24 * 3600 * 1000
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
+if now < open_until then return {2, open_until - now, redis.call('HGET', KEYS[1], 'reason') or ''} end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
-if now < next_at then return next_at - now end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return -1 end
+if now < next_at then return {1, next_at - now} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return {1, -1} end
 local spacing = tonumber(ARGV[3])
 if spacing > 0 then
   redis.call('HSET', KEYS[1], 'spacing', spacing)
@@ -56,7 +60,7 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
 redis.call('HSET', KEYS[1], 'next', now + spacing)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-return 0
+return {0, 0}
 """
 
 _STAMP = """
@@ -75,12 +79,16 @@ return 0
 
 _RELEASE = """
 redis.call('ZREM', KEYS[2], ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rest = tonumber(ARGV[2])
 if rest > 0 then
-  local t = redis.call('TIME')
-  local until_at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + rest
   local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
-  if until_at > next_at then redis.call('HSET', KEYS[1], 'next', until_at) end
+  if now + rest > next_at then redis.call('HSET', KEYS[1], 'next', now + rest) end
+end
+local open = tonumber(ARGV[3])
+if open > 0 then
+  redis.call('HSET', KEYS[1], 'open_until', now + open, 'reason', ARGV[4])
 end
 return 0
 """
@@ -106,18 +114,24 @@ class RedisSiteGate:
         self._tokens = itertools.count(1)
         self.granted = 0
         self.refused = 0
+        self.circuit_refusals = 0
 
-    def acquire(self, site: str, *, cap: int, spacing_s: float) -> tuple[str | None, float]:
-        """A permit for one request on ``site`` now: ``(token, 0)``, or ``(None, seconds to wait)``."""
+    def acquire(self, site: str, *, cap: int, spacing_s: float) -> tuple[str | None, float, str | None]:
+        """A permit for one request on ``site`` now: ``(token, 0, None)``; ``(None, seconds to wait, None)``; or,
+        while another worker's circuit for the site is open, ``(None, seconds it stays open, refusal)``."""
         token = f"{self.worker}:{next(self._tokens)}"
         keys = [self.keys.site(site), self.keys.site_leases(site)]
         args: list[str | int] = [token, cap, int(spacing_s * 1000), self.permit_ttl_ms, KEY_TTL_MS]
-        wait_ms = int(self._acquire(keys=keys, args=args))
-        if wait_ms == 0:
+        code, ms, *rest = self._acquire(keys=keys, args=args)
+        if int(code) == 0:
             self.granted += 1
-            return token, 0.0
+            return token, 0.0, None
+        if int(code) == 2:
+            self.circuit_refusals += 1
+            reason = rest[0].decode("utf-8", "replace") if rest and isinstance(rest[0], bytes) else str(rest[0])
+            return None, int(ms) / 1000, f"{reason} (the job's workers share the site's circuit)"
         self.refused += 1
-        return None, AT_CAP_WAIT_S if wait_ms < 0 else wait_ms / 1000
+        return None, AT_CAP_WAIT_S if int(ms) < 0 else int(ms) / 1000, None
 
     def stamp(self, site: str, *, spacing_s: float) -> None:
         """The permitted request goes on the wire now: the site's next start is at least ``spacing_s`` from now.
@@ -126,7 +140,8 @@ class RedisSiteGate:
         and a loaded machine can put its real start later, and the spacing must count from there."""
         self._stamp(keys=[self.keys.site(site)], args=[max(0, int(spacing_s * 1000))])
 
-    def release(self, site: str, token: str, *, rest_s: float) -> None:
-        """Give the permit back; no request of the site starts, on any worker, for ``rest_s`` from now."""
+    def release(self, site: str, token: str, *, rest_s: float, open_s: float = 0.0, reason: str = "") -> None:
+        """Give the permit back; no request of the site starts, on any worker, for ``rest_s`` from now; with
+        ``open_s``, every worker refuses the site's requests that long (its circuit is open: ``reason``)."""
         keys = [self.keys.site(site), self.keys.site_leases(site)]
-        self._release(keys=keys, args=[token, max(0, int(rest_s * 1000))])
+        self._release(keys=keys, args=[token, max(0, int(rest_s * 1000)), max(0, int(open_s * 1000)), reason])

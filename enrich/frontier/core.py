@@ -84,16 +84,18 @@ class SiteGate(Protocol):
     """Per-site permits shared with other processes (:class:`enrich.distributed.RedisSiteGate`): asked before a
     request starts, so that many workers together are as polite to a site as one."""
 
-    def acquire(self, site: str, *, cap: int, spacing_s: float) -> tuple[str | None, float]:
-        """A permit token, or ``None`` and the seconds to wait before asking again."""
+    def acquire(self, site: str, *, cap: int, spacing_s: float) -> tuple[str | None, float, str | None]:
+        """A permit token; or ``None`` and the seconds to wait before asking again; or ``None`` and a refusal
+        (the site's circuit is open for the whole job: its requests are refused, not fetched)."""
         ...
 
     def stamp(self, site: str, *, spacing_s: float) -> None:
         """The permitted request goes on the wire now: no other starts on the site for ``spacing_s``."""
         ...
 
-    def release(self, site: str, token: str, *, rest_s: float) -> None:
-        """The permit's attempt is over; the site must rest ``rest_s`` (backoff, open circuit) for everyone."""
+    def release(self, site: str, token: str, *, rest_s: float, open_s: float = 0.0, reason: str = "") -> None:
+        """The permit's attempt is over; the site must rest ``rest_s`` (a backoff) for everyone; with ``open_s``,
+        its circuit is open for everyone that long (``reason`` says why)."""
         ...
 
 
@@ -456,9 +458,13 @@ class Frontier(Generic[T]):
                 continue
             permit = None
             if self.gate is not None:
-                permit, wait = self.gate.acquire(
+                permit, wait, shared_refusal = self.gate.acquire(
                     site, cap=self.policy.cap(state), spacing_s=max(state.min_interval, state.pace)
                 )
+                if shared_refusal is not None:  # another worker's circuit for this site is open: refuse too
+                    self.counts["refused"] += 1
+                    self._schedule(site, now)
+                    return Lease(site, entry.url, entry.payload, entry.priority, shared_refusal, waited, released=True)
                 if permit is None:  # another worker's turn on this site: not ready until then, nothing held
                     self.counts["gate_waits"] += 1
                     state.not_before = max(state.not_before, now + wait)
@@ -529,7 +535,10 @@ class Frontier(Generic[T]):
             state.circuit = "open"
             state.opened_at = self._clock() - self.policy.circuit_cooldown_s
         if self.gate is not None and lease.permit is not None:
-            self.gate.release(lease.site, lease.permit, rest_s=self._rest_s(state))
+            now = self._clock()
+            refusal = self.policy.refusal(state, now)
+            open_s = state.opened_at + self.policy.circuit_cooldown_s - now if refusal is not None else 0.0
+            self.gate.release(lease.site, lease.permit, rest_s=self._rest_s(state), open_s=open_s, reason=refusal or "")
         self._schedule(lease.site)
         self._changed.set()
 
@@ -543,16 +552,12 @@ class Frontier(Generic[T]):
         self.gate.stamp(lease.site, spacing_s=spacing)  # 0: the gate uses the spacing another worker gave
 
     def _rest_s(self, state: SiteState) -> float:
-        """How long this process's policy keeps the site from starting another request (backoff, open circuit),
+        """How long this process's policy keeps the site from starting another request (a backoff, a learnt pace),
         for the other workers through the gate."""
-        now = self._clock()
         # the spacing counts from this worker's last start, with the Crawl-delay known now (robots.txt may have
         # arrived during the request, after the permit was given with no spacing)
         spaced = state.last_start + max(state.min_interval, state.pace)
-        rest = max(self.policy.ready_at(state), spaced) - now
-        if self.policy.refusal(state, now) is not None:
-            rest = max(rest, state.opened_at + self.policy.circuit_cooldown_s - now)
-        return max(0.0, rest)
+        return max(0.0, max(self.policy.ready_at(state), spaced) - self._clock())
 
     # --- ending ----------------------------------------------------------------------------------------------
 

@@ -159,17 +159,17 @@ def test_a_graceful_stop_gives_unstarted_urls_back_at_once(client: redis.Redis, 
 def test_the_gate_shares_a_sites_spacing_and_cap_between_workers(client: redis.Redis, job: str) -> None:
     one = RedisSiteGate(client, job, worker="one", permit_ttl_s=30)
     two = RedisSiteGate(client, job, worker="two", permit_ttl_s=30)
-    token, wait = one.acquire("slow.example", cap=4, spacing_s=0.3)
+    token, wait, _ = one.acquire("slow.example", cap=4, spacing_s=0.3)
     assert token is not None
     assert wait == 0
-    refused, wait = two.acquire("slow.example", cap=4, spacing_s=0.3)
+    refused, wait, _ = two.acquire("slow.example", cap=4, spacing_s=0.3)
     assert refused is None
     assert 0.2 < wait <= 0.3  # the other worker waits for the site's next turn
     assert two.acquire("other.example", cap=4, spacing_s=0.3)[0] is not None  # other sites are not held up
     time.sleep(wait)
     assert two.acquire("slow.example", cap=4, spacing_s=0.3)[0] is not None
 
-    first, _ = one.acquire("capped.example", cap=1, spacing_s=0)
+    first, _, _ = one.acquire("capped.example", cap=1, spacing_s=0)
     assert first is not None
     assert two.acquire("capped.example", cap=1, spacing_s=0)[0] is None  # at the cap over both workers
     one.release("capped.example", first, rest_s=0)
@@ -179,20 +179,20 @@ def test_the_gate_shares_a_sites_spacing_and_cap_between_workers(client: redis.R
 def test_a_worker_new_to_a_site_keeps_the_spacing_another_worker_learnt(client: redis.Redis, job: str) -> None:
     known = RedisSiteGate(client, job, worker="known", permit_ttl_s=30)
     newcomer = RedisSiteGate(client, job, worker="newcomer", permit_ttl_s=30)
-    token, _ = known.acquire("delayed.example", cap=2, spacing_s=0.3)
+    token, _, _ = known.acquire("delayed.example", cap=2, spacing_s=0.3)
     assert token is not None
     known.release("delayed.example", token, rest_s=0)
     time.sleep(0.31)
     # the newcomer has not read robots.txt yet (spacing 0): its permit still moves the next turn by 0.3 s
     assert newcomer.acquire("delayed.example", cap=1, spacing_s=0)[0] is not None
-    refused, wait = known.acquire("delayed.example", cap=2, spacing_s=0.3)
+    refused, wait, _ = known.acquire("delayed.example", cap=2, spacing_s=0.3)
     assert refused is None
     assert 0.2 < wait <= 0.3
     time.sleep(wait)
-    granted, _ = known.acquire("delayed.example", cap=2, spacing_s=0.3)
+    granted, _, _ = known.acquire("delayed.example", cap=2, spacing_s=0.3)
     assert granted is not None
     newcomer.stamp("delayed.example", spacing_s=0)  # its request leaves late: the turn counts from now
-    refused, wait = known.acquire("delayed.example", cap=2, spacing_s=0.3)
+    refused, wait, _ = known.acquire("delayed.example", cap=2, spacing_s=0.3)
     assert refused is None
     assert 0.25 < wait <= 0.3
 
@@ -200,12 +200,27 @@ def test_a_worker_new_to_a_site_keeps_the_spacing_another_worker_learnt(client: 
 def test_a_backoff_rests_the_site_for_every_worker(client: redis.Redis, job: str) -> None:
     one = RedisSiteGate(client, job, worker="one", permit_ttl_s=30)
     two = RedisSiteGate(client, job, worker="two", permit_ttl_s=30)
-    token, _ = one.acquire("busy.example", cap=8, spacing_s=0)
+    token, _, _ = one.acquire("busy.example", cap=8, spacing_s=0)
     assert token is not None
     one.release("busy.example", token, rest_s=2.0)  # e.g. a 429 with Retry-After: 2
-    refused, wait = two.acquire("busy.example", cap=8, spacing_s=0)
+    refused, wait, _ = two.acquire("busy.example", cap=8, spacing_s=0)
     assert refused is None
     assert 1.5 < wait <= 2.0
+
+
+def test_an_open_circuit_is_open_for_every_worker(client: redis.Redis, job: str) -> None:
+    one = RedisSiteGate(client, job, worker="one", permit_ttl_s=30)
+    two = RedisSiteGate(client, job, worker="two", permit_ttl_s=30)
+    token, _, _ = one.acquire("down.example", cap=8, spacing_s=0)
+    assert token is not None
+    one.release("down.example", token, rest_s=0, open_s=0.4, reason="circuit open for down.example (last: HTTP 503)")
+    refused, wait, refusal = two.acquire("down.example", cap=8, spacing_s=0)
+    assert refused is None
+    assert 0.3 < wait <= 0.4
+    assert refusal is not None
+    assert refusal.startswith("circuit open for down.example (last: HTTP 503)")
+    time.sleep(wait)
+    assert two.acquire("down.example", cap=8, spacing_s=0)[0] is not None  # the cooldown is over: a trial
 
 
 def test_a_dead_workers_permit_expires(client: redis.Redis, job: str) -> None:

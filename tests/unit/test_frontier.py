@@ -365,3 +365,87 @@ def test_a_site_not_ready_by_the_polls_own_time_is_not_polled_again_in_a_loop() 
     lease = f.poll()
     assert lease is not None
     assert lease.payload == "a1"
+
+
+class ScriptedGate:
+    """A gate whose answers the test sets per site (the real one, in Redis, is tested in test_distributed.py)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, tuple[str | None, float, str | None]] = {}
+        self.asked: list[tuple[str, int, float]] = []
+        self.stamped: list[tuple[str, float]] = []
+        self.released: list[tuple[str, str, float, float, str]] = []
+
+    def acquire(self, site: str, *, cap: int, spacing_s: float) -> tuple[str | None, float, str | None]:
+        self.asked.append((site, cap, spacing_s))
+        return self.answers.get(site, (f"permit-{len(self.asked)}", 0.0, None))
+
+    def stamp(self, site: str, *, spacing_s: float) -> None:
+        self.stamped.append((site, spacing_s))
+
+    def release(self, site: str, token: str, *, rest_s: float, open_s: float = 0.0, reason: str = "") -> None:
+        self.released.append((site, token, rest_s, open_s, reason))
+
+
+async def test_a_gate_refusal_makes_the_site_wait_and_others_go_on() -> None:
+    clock = Clock()
+    gate = ScriptedGate()
+    f = Frontier(
+        policy=SitePolicy(per_site=2, robots_first=False, clock=clock, wall_clock=lambda: 0.0),
+        max_pending=1000,
+        gate=gate,
+    )
+    for n in range(2):
+        await f.put(f"http://shared.test/{n}", f"shared{n}")
+        await f.put(f"http://mine.test/{n}", f"mine{n}")
+    f.set_rules("http://shared.test/", 1.0)
+    gate.answers["shared.test"] = (None, 0.5, None)  # another worker's turn on it for 0.5 s
+    assert take_all(f) == ["mine0", "mine1"]
+    assert f.wait_s() == pytest.approx(0.5)
+    assert ("shared.test", 2, 1.0 + CRAWL_DELAY_MARGIN_S) in gate.asked  # the cap and spacing this worker knows
+    clock.now += 0.5
+    del gate.answers["shared.test"]
+    (lease,) = list(iter(f.poll, None))
+    assert lease.payload == "shared0"
+    assert lease.permit is not None
+    f.starting(lease)
+    assert gate.stamped == [("shared.test", 1.0 + CRAWL_DELAY_MARGIN_S)]
+    f.release(lease, Outcome.SUCCESS)
+    site, token, rest, open_s, _ = gate.released[-1]
+    assert (site, token, open_s) == ("shared.test", lease.permit, 0.0)
+    assert rest == pytest.approx(1.0 + CRAWL_DELAY_MARGIN_S)  # its Crawl-delay, counted from its start
+
+
+async def test_a_circuit_opened_by_another_worker_refuses_without_fetching() -> None:
+    clock = Clock()
+    gate = ScriptedGate()
+    f = Frontier(
+        policy=SitePolicy(per_site=2, robots_first=False, clock=clock, wall_clock=lambda: 0.0),
+        max_pending=1000,
+        gate=gate,
+    )
+    await f.put("http://down.test/a", "a")
+    gate.answers["down.test"] = (None, 20.0, "circuit open for down.test (shared)")
+    lease = f.poll()
+    assert lease is not None
+    assert lease.refusal == "circuit open for down.test (shared)"
+    assert lease.released  # nothing held: the engine writes the refusal as the URL's record
+    assert f.in_flight == 0
+
+
+async def test_a_circuit_that_opens_here_is_opened_for_every_worker() -> None:
+    clock = Clock()
+    gate = ScriptedGate()
+    policy = SitePolicy(
+        per_site=1, robots_first=False, clock=clock, wall_clock=lambda: 0.0, circuit_failures=2, circuit_cooldown_s=30
+    )
+    f = Frontier(policy=policy, max_pending=1000, gate=gate)
+    for n in range(3):
+        await f.put(f"http://down.test/{n}", str(n))
+    for _ in range(2):
+        lease = f.poll()
+        assert lease is not None
+        f.release(lease, outcome_of(None), reason="Connection refused")
+    _, _, _, open_s, reason = gate.released[-1]
+    assert open_s == pytest.approx(30.0)
+    assert reason.startswith("circuit open for down.test after 2 consecutive failures")
