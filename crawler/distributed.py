@@ -231,7 +231,7 @@ def _run_async_worker(
         client, args.job, worker=name, lease_timeout_s=args.lease_timeout, max_deliveries=args.max_deliveries
     )
     feed = QueueFeed(queue, batch=min(50, config.frontier.max_pending), wait=args.wait)
-    gate = RedisSiteGate(client, args.job, worker=name, permit_ttl_s=config.fetch.timeout_s + 30)
+    gate = RedisSiteGate(client, args.job, worker=name, permit_ttl_s=config.fetch.timeout_s + 10)
     interrupt = _Interrupt()
 
     async def go() -> dict[str, Any]:
@@ -289,7 +289,9 @@ def _run_scrapy_worker(config: EnrichConfig, args: argparse.Namespace, name: str
         for key, value in settings.items():
             command += ["-s", f"{key}={value}"]
         command += ["-a", f"config={config_file}", "-a", f"stats_file={stats_file}", "-L", args.log_level.upper()]
-        process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True)
+        # its own session (our signal handler forwards one SIGINT per signal), and on Linux it gets SIGTERM if this
+        # process dies (kill -9), so no Scrapy crawl goes on under this worker's name after it is gone
+        process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True, preexec_fn=_die_with_parent)
         interrupt = _Interrupt()
         interrupt.on_first = interrupt.on_second = lambda: process.send_signal(signal.SIGINT)
         previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -307,6 +309,15 @@ def _run_scrapy_worker(config: EnrichConfig, args: argparse.Namespace, name: str
         if process.returncode not in (0, None) and not interrupt.interrupted:
             raise EnrichError(f"the Scrapy-mode worker exited with status {process.returncode}")
         return figures, interrupt.interrupted
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (``PR_SET_PDEATHSIG``)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def main(command: str, argv: Sequence[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:

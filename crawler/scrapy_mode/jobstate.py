@@ -89,5 +89,5 @@ def _join_queue(crawler: Crawler, job: CrawlJob) -> None:
     )
     config = enrich_config_from_settings(settings)
     job.feed = QueueFeed(queue, batch=min(50, config.frontier.max_pending), wait=settings.getbool("ENRICH_WORKER_WAIT"))
-    job.gate = RedisSiteGate(client, name, worker=worker, permit_ttl_s=config.fetch.timeout_s + 30)
+    job.gate = RedisSiteGate(client, name, worker=worker, permit_ttl_s=config.fetch.timeout_s + 10)
     job.jsonl = settings.getbool("ENRICH_WORKER_JSONL", False)

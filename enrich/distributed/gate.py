@@ -4,7 +4,8 @@ Every worker runs its own :class:`~enrich.frontier.Frontier` (its per-site queue
 cap and circuit, learnt from its own answers). Before a request starts, the frontier asks the :class:`RedisSiteGate`
 (the frontier's ``gate``) for a *permit* on the site, in one script call:
 
-* requests of the site in flight, over all workers, must be under the cap (the smallest the asking worker knows);
+* requests of the site in flight, over all workers, must be under the cap the asking worker knows (or, before it has
+  read the site's robots.txt, the cap another worker last gave);
 * the site's next allowed start (``next``, on Redis's clock) must have come; a permit moves it on by the spacing
   (the site's ``Crawl-delay`` with the frontier's margin, or the pace learnt from its rate limiter). The last
   spacing a worker gave is kept with the site, and used when the asking worker knows none yet (its first request,
@@ -19,8 +20,9 @@ least that for every worker. When the worker's circuit breaker has opened on the
 job (``open_until``, with its reason): every worker then refuses the site's requests (their records say why) until
 the cooldown is over, and the next request is the trial. N workers together therefore treat a site as one would.
 
-In-flight permits are a sorted set scored by expiry: a worker that dies mid-request frees its place after
-``permit_ttl_s`` (the fetch timeout and a margin).
+On a spaced site (a ``Crawl-delay``) the next permit waits for the stamp of the last one, so two workers' requests
+leave in turn however late a loaded machine sends them. In-flight permits are a sorted set scored by expiry
+(``permit_ttl_s`` from the permit, then from its stamp): a worker that dies mid-request frees its place after that.
 """
 
 from __future__ import annotations
@@ -49,7 +51,18 @@ if now < open_until then return {2, open_until - now, redis.call('HGET', KEYS[1]
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
 if now < next_at then return {1, next_at - now} end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return {1, -1} end
+local starting = redis.call('HGET', KEYS[1], 'starting')
+if starting then
+  if redis.call('ZSCORE', KEYS[2], starting) then return {1, -1} end
+  redis.call('HDEL', KEYS[1], 'starting')
+end
+local cap = tonumber(ARGV[2])
+if cap > 0 then
+  redis.call('HSET', KEYS[1], 'cap', cap)
+else
+  cap = tonumber(redis.call('HGET', KEYS[1], 'cap') or '1')
+end
+if redis.call('ZCARD', KEYS[2]) >= cap then return {1, -1} end
 local spacing = tonumber(ARGV[3])
 if spacing > 0 then
   redis.call('HSET', KEYS[1], 'spacing', spacing)
@@ -58,27 +71,31 @@ else
 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
 redis.call('HSET', KEYS[1], 'next', now + spacing)
+if spacing > 0 then redis.call('HSET', KEYS[1], 'starting', ARGV[1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return {0, 0}
 """
 
 _STAMP = """
-local spacing = tonumber(ARGV[1])
+local spacing = tonumber(ARGV[2])
 if spacing > 0 then
   redis.call('HSET', KEYS[1], 'spacing', spacing)
 else
   spacing = tonumber(redis.call('HGET', KEYS[1], 'spacing') or '0')
 end
 local t = redis.call('TIME')
-local until_at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + spacing
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
-if until_at > next_at then redis.call('HSET', KEYS[1], 'next', until_at) end
+if now + spacing > next_at then redis.call('HSET', KEYS[1], 'next', now + spacing) end
+if redis.call('HGET', KEYS[1], 'starting') == ARGV[1] then redis.call('HDEL', KEYS[1], 'starting') end
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[3]), ARGV[1]) end
 return 0
 """
 
 _RELEASE = """
 redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HGET', KEYS[1], 'starting') == ARGV[1] then redis.call('HDEL', KEYS[1], 'starting') end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rest = tonumber(ARGV[2])
@@ -118,7 +135,10 @@ class RedisSiteGate:
 
     def acquire(self, site: str, *, cap: int, spacing_s: float) -> tuple[str | None, float, str | None]:
         """A permit for one request on ``site`` now: ``(token, 0, None)``; ``(None, seconds to wait, None)``; or,
-        while another worker's circuit for the site is open, ``(None, seconds it stays open, refusal)``."""
+        while another worker's circuit for the site is open, ``(None, seconds it stays open, refusal)``.
+
+        ``cap`` and ``spacing_s`` are what the asking worker knows of the site; 0 (it has not read the site's
+        robots.txt yet) takes what another worker last gave (a cap of 1 if none did)."""
         token = f"{self.worker}:{next(self._tokens)}"
         keys = [self.keys.site(site), self.keys.site_leases(site)]
         args: list[str | int] = [token, cap, int(spacing_s * 1000), self.permit_ttl_ms, KEY_TTL_MS]
@@ -133,12 +153,15 @@ class RedisSiteGate:
         self.refused += 1
         return None, AT_CAP_WAIT_S if int(ms) < 0 else int(ms) / 1000, None
 
-    def stamp(self, site: str, *, spacing_s: float) -> None:
-        """The permitted request goes on the wire now: the site's next start is at least ``spacing_s`` from now.
+    def stamp(self, site: str, token: str, *, spacing_s: float) -> None:
+        """The permitted request goes on the wire now: the site's next start is at least ``spacing_s`` from now (the
+        job's last known spacing when 0), the next permit of a spaced site may be given, and the permit holds its
+        place for ``permit_ttl_s`` from now.
 
         The permit reserved a turn when the request was handed out; checks in between (robots.txt, the address)
         and a loaded machine can put its real start later, and the spacing must count from there."""
-        self._stamp(keys=[self.keys.site(site)], args=[max(0, int(spacing_s * 1000))])
+        keys = [self.keys.site(site), self.keys.site_leases(site)]
+        self._stamp(keys=keys, args=[token, max(0, int(spacing_s * 1000)), self.permit_ttl_ms])
 
     def release(self, site: str, token: str, *, rest_s: float, open_s: float = 0.0, reason: str = "") -> None:
         """Give the permit back; no request of the site starts, on any worker, for ``rest_s`` from now; with

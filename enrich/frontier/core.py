@@ -89,7 +89,7 @@ class SiteGate(Protocol):
         (the site's circuit is open for the whole job: its requests are refused, not fetched)."""
         ...
 
-    def stamp(self, site: str, *, spacing_s: float) -> None:
+    def stamp(self, site: str, token: str, *, spacing_s: float) -> None:
         """The permitted request goes on the wire now: no other starts on the site for ``spacing_s``."""
         ...
 
@@ -458,9 +458,9 @@ class Frontier(Generic[T]):
                 continue
             permit = None
             if self.gate is not None:
-                permit, wait, shared_refusal = self.gate.acquire(
-                    site, cap=self.policy.cap(state), spacing_s=max(state.min_interval, state.pace)
-                )
+                cap = self.policy.cap(state) if state.known else 0  # robots.txt not read here yet: the job's cap
+                spacing = max(state.min_interval, state.pace)
+                permit, wait, shared_refusal = self.gate.acquire(site, cap=cap, spacing_s=spacing)
                 if shared_refusal is not None:  # another worker's circuit for this site is open: refuse too
                     self.counts["refused"] += 1
                     self._schedule(site, now)
@@ -549,7 +549,7 @@ class Frontier(Generic[T]):
             return
         state = self._sites.get(lease.site)
         spacing = max(state.min_interval, state.pace) if state is not None else 0.0
-        self.gate.stamp(lease.site, spacing_s=spacing)  # 0: the gate uses the spacing another worker gave
+        self.gate.stamp(lease.site, lease.permit, spacing_s=spacing)  # 0: the spacing another worker gave
 
     def _rest_s(self, state: SiteState) -> float:
         """How long this process's policy keeps the site from starting another request (a backoff, a learnt pace),

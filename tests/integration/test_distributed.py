@@ -3,6 +3,7 @@ one, the site gate, then whole workers of both engines on a multi-site loopback 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from enrich.distributed import JobKeys, RedisSiteGate, WorkQueue, job_status
+from enrich.distributed.gate import AT_CAP_WAIT_S
 from enrich.errors import DeadLetterError, InvalidURLError
 from enrich.record import Record
 from enrich.stages import WorkItem
@@ -162,6 +164,7 @@ def test_the_gate_shares_a_sites_spacing_and_cap_between_workers(client: redis.R
     token, wait, _ = one.acquire("slow.example", cap=4, spacing_s=0.3)
     assert token is not None
     assert wait == 0
+    one.stamp("slow.example", token, spacing_s=0.3)  # the request leaves at once
     refused, wait, _ = two.acquire("slow.example", cap=4, spacing_s=0.3)
     assert refused is None
     assert 0.2 < wait <= 0.3  # the other worker waits for the site's next turn
@@ -183,18 +186,27 @@ def test_a_worker_new_to_a_site_keeps_the_spacing_another_worker_learnt(client: 
     assert token is not None
     known.release("delayed.example", token, rest_s=0)
     time.sleep(0.31)
-    # the newcomer has not read robots.txt yet (spacing 0): its permit still moves the next turn by 0.3 s
-    assert newcomer.acquire("delayed.example", cap=1, spacing_s=0)[0] is not None
+    # the newcomer has not read robots.txt yet (cap and spacing 0): the job's cap (2) and spacing (0.3 s) apply
+    late, _, _ = newcomer.acquire("delayed.example", cap=0, spacing_s=0)
+    assert late is not None
     refused, wait, _ = known.acquire("delayed.example", cap=2, spacing_s=0.3)
     assert refused is None
-    assert 0.2 < wait <= 0.3
-    time.sleep(wait)
-    granted, _, _ = known.acquire("delayed.example", cap=2, spacing_s=0.3)
-    assert granted is not None
-    newcomer.stamp("delayed.example", spacing_s=0)  # its request leaves late: the turn counts from now
+    assert 0.2 < wait <= 0.3  # the job's spacing, though the newcomer gave none
+    time.sleep(0.35)
+    refused, wait, _ = known.acquire("delayed.example", cap=2, spacing_s=0.3)
+    assert refused is None
+    assert wait == AT_CAP_WAIT_S  # the newcomer's request has not left yet: the next one waits for it
+    newcomer.stamp("delayed.example", late, spacing_s=0)  # it leaves, late: the turn counts from now
     refused, wait, _ = known.acquire("delayed.example", cap=2, spacing_s=0.3)
     assert refused is None
     assert 0.25 < wait <= 0.3
+    time.sleep(wait)
+    granted, _, _ = known.acquire("delayed.example", cap=2, spacing_s=0.3)
+    assert granted is not None
+    # cap 2, spacing counted: one in flight (the newcomer's, never released) and this one; a third waits
+    known.stamp("delayed.example", granted, spacing_s=0.3)
+    time.sleep(0.31)
+    assert known.acquire("delayed.example", cap=2, spacing_s=0.3)[0] is None
 
 
 def test_a_backoff_rests_the_site_for_every_worker(client: redis.Redis, job: str) -> None:
@@ -466,3 +478,33 @@ def test_bad_arguments_say_what_to_fix(redis_url: str, argv: list[str], message:
     result = subprocess.run(crawler(*argv), cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
+
+
+def test_a_scrapy_worker_killed_with_9_takes_its_crawl_with_it(
+    redis_url: str, postgres_dsn: str, web: MultiSiteWeb, job: str, tmp_path: Path
+) -> None:
+    web.reset()
+    reset_table(postgres_dsn)
+    urls = [u for u in web.urls("grouped") if "127.0.0.65" in u]  # the slowest site
+    enqueue(redis_url, job, urls, tmp_path)
+    config = worker_config(tmp_path, per_site=1)
+    worker = start_worker(
+        redis_url, job, postgres_dsn, config, "scrapy", "--no-async-enrichment", "--lease-timeout", "300"
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while status(redis_url, job)["leased"] == 0:
+            assert worker.poll() is None, worker.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the worker took nothing"
+            time.sleep(0.1)
+        worker.kill()  # the worker process only: its Scrapy child is in its own session
+        worker.communicate()
+        # the child is told (SIGTERM on its parent's death): it stops and gives back what it did not start
+        while (figures := status(redis_url, job))["leased"] > 0:
+            assert time.monotonic() < deadline + 60, f"the Scrapy child kept its leases: {figures}"
+            time.sleep(0.2)
+        assert figures["queued"] + figures["done"] + figures["failed"] == len(urls)
+        assert figures["queued"] > 0  # it stopped: it did not crawl on to the end under a dead worker's name
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)

@@ -380,7 +380,7 @@ class ScriptedGate:
         self.asked.append((site, cap, spacing_s))
         return self.answers.get(site, (f"permit-{len(self.asked)}", 0.0, None))
 
-    def stamp(self, site: str, *, spacing_s: float) -> None:
+    def stamp(self, site: str, token: str, *, spacing_s: float) -> None:
         self.stamped.append((site, spacing_s))
 
     def release(self, site: str, token: str, *, rest_s: float, open_s: float = 0.0, reason: str = "") -> None:
