@@ -11,13 +11,15 @@ import json
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from enrich.timing import LABELS, UTILIZATION_NAMES
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
     from enrich.stats import RunStats
 
-__all__ = ["BAR_INTERVAL_S", "JsonlTail", "ProgressReporter", "format_duration", "format_summary"]
+__all__ = ["BAR_INTERVAL_S", "JsonlTail", "ProgressReporter", "format_duration", "format_summary", "stage_rows"]
 
 BAR_INTERVAL_S = 0.25
 """Redraw period of the terminal bar: smooth to the eye, negligible cost."""
@@ -92,7 +94,7 @@ class ProgressReporter:
     @staticmethod
     def bar(stats: RunStats) -> str:
         """``[#####-----] 120/500  24% | 35.2 URLs/s | ok 98.3% | conc 20 | ETA 0:00:11``."""
-        total = stats.total
+        total = stats.expected  # the input's entries less the skipped ones (repeats, done before)
         rate = stats.throughput
         if total:
             fraction = min(stats.processed / total, 1.0)
@@ -172,6 +174,7 @@ def format_summary(figures: dict[str, Any], *, title: str = "Summary", extra: di
             rows.append((label, f"{figures[key]:,}"))
 
     count("Already done (resumed)", "already_done")
+    count("Resumed (redone)", "resumed_urls")
     count("Duplicates skipped", "duplicates_skipped")
     count("Not started", "not_started")
     count("Revisited", "revisited")
@@ -185,6 +188,7 @@ def format_summary(figures: dict[str, Any], *, title: str = "Summary", extra: di
     count("NLP worker restarts", "nlp_worker_restarts")
     for name, count in (figures.get("errors_by_type") or {}).items():
         rows.append((f"Error {name}", str(count)))
+    rows += stage_rows(figures)
     for label, value in (extra or {}).items():
         rows.append((label, str(value)))
     width = max([len(label) for label, _ in rows] + [len(title)])
@@ -194,3 +198,19 @@ def format_summary(figures: dict[str, Any], *, title: str = "Summary", extra: di
     lines += [f"| {label.ljust(width)} | {value.rjust(value_width)} |" for label, value in rows]
     lines.append(rule)
     return "\n".join(lines)
+
+
+def stage_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary's per-stage rows: mean time per record and share of the run's time in each step, how busy each
+    part of the engine was, and the bottleneck (:mod:`enrich.timing`)."""
+    rows: list[tuple[str, str]] = []
+    times: dict[str, dict[str, float]] = figures.get("stage_times") or {}
+    spent = sum(v["total_s"] for v in times.values())
+    for stage, value in times.items():
+        share = value["total_s"] / spent if spent else 0.0
+        rows.append((f"Time {LABELS.get(stage, stage).lower()}", f"{value['mean_ms']:.1f} ms/rec, {share:5.1%}"))
+    for name, busy in (figures.get("utilization") or {}).items():
+        rows.append((f"Busy {UTILIZATION_NAMES.get(name, name)}", f"{busy:.0%}"))
+    if figures.get("bottleneck"):
+        rows.append(("Bottleneck", str(figures["bottleneck"])))
+    return rows
