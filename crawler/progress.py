@@ -208,7 +208,7 @@ def stage_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
     spent = sum(v["total_s"] for v in times.values())
     for stage, value in times.items():
         share = value["total_s"] / spent if spent else 0.0
-        rows.append((f"Time {LABELS.get(stage, stage).lower()}", f"{value['mean_ms']:.1f} ms/rec, {share:5.1%}"))
+        rows.append((f"Time in {LABELS.get(stage, stage)}", f"{value['mean_ms']:.1f} ms/record, {share:5.1%}"))
     for name, busy in (figures.get("utilization") or {}).items():
         rows.append((f"Busy {UTILIZATION_NAMES.get(name, name)}", f"{busy:.0%}"))
     if figures.get("bottleneck"):

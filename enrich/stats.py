@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from enrich.runlog import SiteTable, Timeline
 from enrich.timing import LABELS, StageTotals, bottleneck, utilization
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class RunStats:
     fetch_busy_s: float = 0.0
     fetch_slots: int | None = None
     stages: StageTotals = field(default_factory=StageTotals)
+    timeline: Timeline = field(default_factory=Timeline)
+    sites: SiteTable = field(default_factory=SiteTable)
     listeners: list[Callable[[Record], None]] = field(default_factory=list)
     errors_by_type: Counter[str] = field(default_factory=Counter)
     errors_by_stage: Counter[str] = field(default_factory=Counter)
@@ -70,6 +73,9 @@ class RunStats:
             self.process_ms_total += record.process_duration_ms
         self.bytes_fetched += record.size_bytes or 0
         self.stages.observe(record.timings)
+        concurrency = self.concurrency() if self.concurrency is not None else None
+        self.timeline.observe(self.clock() - self.started, failed=record.error is not None, concurrency=concurrency)
+        self.sites.observe(record)
         for listener in self.listeners:
             listener(record)
 
@@ -119,6 +125,8 @@ class RunStats:
         figures["stage_workers"] = workers
         figures["utilization"] = utilization(figures)
         figures["bottleneck"] = bottleneck(figures)
+        figures["timeline"] = self.timeline.to_dict()
+        figures["sites"] = self.sites.to_dict()
         return figures
 
     def _figures(self) -> dict[str, Any]:
@@ -153,8 +161,7 @@ class RunStats:
             lines.append("Errors:      " + ", ".join(f"{k}: {v}" for k, v in d["errors_by_type"].items()))
         if d["stage_times"]:
             lines.append(
-                "Per record:  "
-                + ", ".join(f"{LABELS[k].lower()} {v['mean_ms']:.0f} ms" for k, v in d["stage_times"].items())
+                "Per record:  " + ", ".join(f"{LABELS[k]} {v['mean_ms']:.0f} ms" for k, v in d["stage_times"].items())
             )
         if d["bottleneck"]:
             lines.append(f"Bottleneck:  {d['bottleneck']}")

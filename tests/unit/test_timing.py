@@ -86,7 +86,7 @@ def test_run_stats_sum_timings_and_name_the_bottleneck() -> None:
     assert "Bottleneck:  NLP busy 90 %" in stats.summary()
     table = format_summary(figures)
     assert "| Bottleneck" in table
-    assert "Time nlp" in table
+    assert "Time in NLP" in table
 
 
 def test_skipped_entries_leave_the_progress_total() -> None:
