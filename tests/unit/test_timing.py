@@ -95,7 +95,7 @@ def test_skipped_entries_leave_the_progress_total() -> None:
     for n in range(8):
         stats.observe(Record(url=f"https://a.example/{n}"))
     assert stats.expected == 8
-    assert "8/8 100%" in ProgressReporter.bar(stats)
+    assert "8/8 100%" in ProgressReporter.status(stats)
     assert "Processed: 8/8" in stats.progress_line()
     assert "| Skipped input" in format_summary(stats.to_dict())
 
