@@ -33,6 +33,14 @@ import yaml
 
 from crawler.env_config import load_env_settings
 from crawler.jobs import add_job_group, job_summary, open_job
+from crawler.observe import (
+    add_observe_group,
+    check_observe_args,
+    finish_metrics,
+    scrapy_settings_args,
+    start_async_metrics,
+    write_report,
+)
 from crawler.progress import JsonlTail, ProgressReporter, format_summary
 from enrich.errors import ConfigError, EnrichError
 from enrich.prepare import URLPreparer
@@ -254,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_engine_groups(parser)
     add_job_group(parser)
+    add_observe_group(parser)
     return parser
 
 
@@ -416,6 +425,7 @@ def _run_async_engine(
             return processor.stats
 
         reporter = _reporter(args, live, err)
+        metrics = start_async_metrics(args, processor)
         task = asyncio.create_task(processor.run(inputs))
         loop = asyncio.get_running_loop()
         interrupt.on_first = processor.stop
@@ -438,6 +448,7 @@ def _run_async_engine(
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+            finish_metrics(args, metrics)
 
     stats = asyncio.run(go())
     if stats.total is None:
@@ -484,6 +495,7 @@ def _run_scrapy_engine(
         f"input_field={args.input_field}",
         *(["-a", f"state={state}"] if state is not None else []),
         *(["-a", f"max_age={args.max_age}"] if state is not None and args.max_age is not None else []),
+        *scrapy_settings_args(args),
         "-L",
         args.log_level.upper(),
     ]
@@ -512,6 +524,8 @@ def _run_scrapy_engine(
             signal.signal(signum, handler)
     if tail:
         tail.poll()
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):  # the bar's total leaves skipped entries out
+        live.skipped_input = int(json.loads(stats_file.read_text(encoding="utf-8"))["skipped_input"])
     if reporter:
         reporter.close()
     try:
@@ -580,6 +594,7 @@ def run_enrich(
     if interrupted:
         extra["Interrupted"] = "yes (partial run)"
     print(format_summary(figures, title=title, extra=extra), file=err)
+    write_report(args, figures, title=title)
     if args.stats_file:
         stats_path = Path(args.stats_file)
         stats_path.parent.mkdir(parents=True, exist_ok=True)
@@ -611,6 +626,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-error-rate must be between 0 and 1 (got {args.max_error_rate})")
     if args.progress_interval <= 0:
         raise ConfigError(f"--progress-interval must be positive (got {args.progress_interval})")
+    check_observe_args(args)
 
 
 def _run(argv: Sequence[str], err: TextIO) -> int:

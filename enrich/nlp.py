@@ -263,8 +263,14 @@ def _worker_analyzer(config: NLPConfig) -> TextAnalyzer:
     return analyzer
 
 
-def _analyze_in_worker(config: NLPConfig, texts: list[str], languages: list[str | None]) -> list[NLPResult]:
-    return _worker_analyzer(config).analyze(texts, languages)
+def _analyze_in_worker(
+    config: NLPConfig, texts: list[str], languages: list[str | None]
+) -> tuple[list[NLPResult], float]:
+    """A batch's results and the seconds the worker spent on them: a worker process reports its own time to the
+    parent with its results (what the parent measures also holds the hand-over to the process)."""
+    started = time.perf_counter()
+    results = _worker_analyzer(config).analyze(texts, languages)
+    return results, time.perf_counter() - started
 
 
 def _init_worker(config: NLPConfig) -> None:
@@ -272,7 +278,8 @@ def _init_worker(config: NLPConfig) -> None:
     _worker_analyzer(config)
 
 
-_Pending = tuple[str, "str | None", "asyncio.Future[NLPResult]"]
+_Pending = tuple[str, "str | None", "asyncio.Future[tuple[NLPResult, float]]"]
+"""A text waiting for a batch: its text, language hint, and the future of its result with its batch's seconds."""
 
 
 class NLPStage:
@@ -287,7 +294,9 @@ class NLPStage:
 
     Attributes:
         words: words analyzed.
-        busy_s: seconds spent in batches that succeeded.
+        busy_s: seconds spent in batches that succeeded (as the stage waited for them).
+        compute_s: seconds the workers spent in those batches (as the workers measured them).
+        batches: batches that succeeded.
         worker_death_errors: records that failed because worker processes died (twice on their batch, or no fresh
             pool could start).
     """
@@ -309,11 +318,18 @@ class NLPStage:
         self._carry: _Pending | None = None
         self.words = 0
         self.busy_s = 0.0
+        self.compute_s = 0.0
+        self.batches = 0
         self.worker_death_errors = 0
 
     @property
     def enabled(self) -> bool:
         return self._config.enabled
+
+    @property
+    def workers(self) -> int:
+        """Batches analyzed at once, for :func:`enrich.timing.utilization`."""
+        return self._config.workers
 
     @property
     def worker_restarts(self) -> int:
@@ -363,19 +379,28 @@ class NLPStage:
             raise NLPError("NLP stage used before open()", url=record.url)
         text, hint = record.text, record.language
         item.nlp_key = self.cache.key(text, hint)
-        result = await self.cache.get_or_analyze(item.nlp_key, lambda: self._analyze(text, hint))
+        started = time.perf_counter()
+        batch_s: list[float] = []
+        result = await self.cache.get_or_analyze(item.nlp_key, lambda: self._analyze(text, hint, batch_s))
+        waited = time.perf_counter() - started
+        nlp_s = min(batch_s[0], waited) if batch_s else 0.0  # a cached analysis, or an identical text's: no batch
+        item.times.add("nlp", nlp_s)
+        item.times.add("nlp_wait", waited - nlp_s)
         record.entities = result.entities
         record.keywords = result.keywords
         record.summary = result.summary
         record.language = record.language or result.language
         return item
 
-    async def _analyze(self, text: str, language: str | None) -> NLPResult:
+    async def _analyze(self, text: str, language: str | None, batch_s: list[float]) -> NLPResult:
+        """The analysis of ``text``; the seconds of the batch it ran in are appended to ``batch_s``."""
         assert self._queue is not None
         self._start_workers()
-        future: asyncio.Future[NLPResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[NLPResult, float]] = asyncio.get_running_loop().create_future()
         await self._queue.put((text, language, future))
-        return await future
+        result, seconds = await future
+        batch_s.append(seconds)
+        return result
 
     async def _dispatch(self) -> None:
         assert self._queue is not None
@@ -432,7 +457,9 @@ class NLPStage:
         texts = [text for text, _, _ in batch]
         started = time.perf_counter()
         try:
-            results = await self._pool.run(_analyze_in_worker, self._config, texts, [lang for _, lang, _ in batch])
+            results, compute_s = await self._pool.run(
+                _analyze_in_worker, self._config, texts, [lang for _, lang, _ in batch]
+            )
         except WorkerDeathError as exc:  # the pool has logged the deaths, with their exit codes
             logger.warning("NLP batch of %d failed: %s", len(batch), exc)
             self.worker_death_errors += len(batch)
@@ -442,10 +469,12 @@ class NLPStage:
             self._fail(batch, exc if isinstance(exc, NLPError) else NLPError(f"{type(exc).__name__}: {exc}"))
         else:
             self.busy_s += time.perf_counter() - started
+            self.compute_s += compute_s
+            self.batches += 1
             self.words += sum(len(t[: self._config.max_chars].split()) for t in texts)
             for (_, _, future), result in zip(batch, results, strict=True):
                 if not future.done():
-                    future.set_result(result)
+                    future.set_result((result, compute_s))
         finally:
             slots.release()
 

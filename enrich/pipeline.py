@@ -101,17 +101,30 @@ def state_committer(state: CrawlState, sinks: Sequence[Sink]) -> Callable[[Seque
 
 
 def run_figures(stages: Sequence[Stage], state: CrawlState | None) -> dict[str, Any]:
-    """What the crawl state and the NLP cache did in a run, for the stats of either engine."""
+    """What the crawl state and the NLP cache did in a run, and how busy each stage was (``stage_busy_s``,
+    ``stage_workers``: see :func:`enrich.timing.utilization`), for the stats of either engine."""
     figures: dict[str, Any] = {}
+    busy: dict[str, float] = {}
+    workers: dict[str, int] = {}
     for stage in stages:
+        timed = isinstance(getattr(stage, "busy_s", None), float) and isinstance(getattr(stage, "workers", None), int)
+        if timed and getattr(stage, "enabled", True):
+            busy[stage.name] = round(getattr(stage, "busy_s", 0.0), 3)
+            workers[stage.name] = getattr(stage, "workers", 1)
         cache = getattr(stage, "cache", None)
         if isinstance(cache, NLPCache) and cache.hits + cache.misses:
             figures["nlp_cache_hits"] = cache.hits
             figures["nlp_cache_misses"] = cache.misses
             figures["nlp_cache_hit_ratio"] = round(cache.hit_ratio or 0.0, 4)
+        if getattr(stage, "batches", 0):
+            figures["nlp_batches"] = getattr(stage, "batches", 0)
+            figures["nlp_compute_s"] = round(getattr(stage, "compute_s", 0.0), 3)
         if getattr(stage, "worker_restarts", 0):
             figures["nlp_worker_restarts"] = getattr(stage, "worker_restarts", 0)
             figures["nlp_worker_death_errors"] = getattr(stage, "worker_death_errors", 0)
+    if busy:
+        figures["stage_busy_s"] = busy
+        figures["stage_workers"] = workers
     if state is not None:
         counts = state.counts
         figures["job_state"] = str(state.path)

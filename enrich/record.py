@@ -106,6 +106,8 @@ class Record:
     engine: str | None = None
     revisit: str | None = None
     """How a recrawl found the URL: ``not_modified``, ``unchanged``, ``changed`` or ``fresh`` (see the schema)."""
+    timings: dict[str, float | None] | None = None
+    """Milliseconds spent in each step (:mod:`enrich.timing`), set by the sink stage."""
 
     def fail(self, exc: BaseException, stage: str) -> None:
         """Record the first failure; later ones are logged by the caller but the first cause is kept."""

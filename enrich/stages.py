@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 from enrich.errors import SinkError
 from enrich.record import ErrorInfo, FetchedPage, Record
+from enrich.timing import StageTimes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -45,6 +46,8 @@ class WorkItem:
     """The record serialized (:func:`~enrich.record.dumps_record`), once, by the sink stage for every consumer."""
     reused: bool = False
     """The record is a stored one (not modified, unchanged, fresh): extraction and NLP leave it alone."""
+    times: StageTimes = field(default_factory=StageTimes)
+    """Seconds spent in each step so far (:mod:`enrich.timing`); the sink stage copies them into the record."""
 
     @classmethod
     def from_page(cls, page: FetchedPage, *, engine: str) -> WorkItem:

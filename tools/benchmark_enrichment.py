@@ -1102,6 +1102,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     out = parser.add_argument_group("output")
     out.add_argument("--json", type=Path, help="write the full report as JSON")
     out.add_argument("--plot", type=Path, help="write throughput/concurrency charts (PNG)")
+    out.add_argument(
+        "--report", type=Path, help="write each engine run's HTML run report (the CLI's --report) into one file"
+    )
     out.add_argument("--workdir", type=Path, help="keep run files here (default: a temporary folder)")
     out.add_argument("--keep-outputs", action="store_true", help="keep every run's JSONL output in the workdir")
     out.add_argument("--naive-pages", type=int, default=50, help="pages for the naive NLP figure (default 50)")
@@ -1194,8 +1197,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("--plot needs matplotlib: pip install -e '.[bench]' (or pip install matplotlib)", file=sys.stderr)
             return 2
         say(f"plot written to {args.plot}")
+    if args.report is not None:
+        write_html_report(runs, args.report)
+        say(f"HTML report written to {args.report}")
     failed = sum(c["failed_runs"] for c in report["configurations"])
     return 1 if failed else 0
+
+
+def write_html_report(runs: Sequence[RunResult], path: Path) -> None:
+    """The engines' own run reports (:mod:`enrich.report`), one section per engine run, from their stats."""
+    from enrich.report import render_reports
+
+    sections = [
+        (f"{run.variant.key}, round {run.round}", run.engine_stats)
+        for run in runs
+        if run.variant.is_engine and run.engine_stats
+    ]
+    path.write_text(render_reports(sections, title="Enrichment benchmark"), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TIMINGS = {"fetched_at", "enriched_at", "fetch_duration_ms", "process_duration_ms", "engine", "revisit"}
+TIMINGS = {"fetched_at", "enriched_at", "fetch_duration_ms", "process_duration_ms", "engine", "revisit", "timings"}
 
 _WORDS = [
     "harbour",

@@ -35,6 +35,7 @@ from enrich.policy import failure_message, http_error
 from enrich.record import FetchedPage, utc_now_iso
 from enrich.stages import WorkItem
 from enrich.state import is_page
+from enrich.timing import StageTimes
 from enrich.urls import InputURL, redact_url
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class Job:
     conditional_url: str | None = None
     """The URL that answered last time (the last redirect hop's target): its answer is the one the validators
     describe."""
+    times: StageTimes | None = None
+    """Where its time went so far (every attempt and hop added up); its record gets them."""
 
     @classmethod
     def of(cls, entry: InputURL, revisit: StoredRow | None = None) -> Job:
@@ -147,6 +150,9 @@ class RequestRunner:
         job = lease.payload
         if job.started is None:
             job.started = self._clock()
+        if job.times is None:
+            job.times = StageTimes()
+        job.times.add("queue", lease.waited_s)
         if lease.refusal is not None:
             return self._last_or(job, CircuitOpenError(lease.refusal, url=job.entry.url, domain=lease.site))
         try:
@@ -186,6 +192,9 @@ class RequestRunner:
         except BaseException:
             self.frontier.release(lease)
             raise
+        job.times.add("connect", answer.connect_s)
+        job.times.add("ttfb", answer.ttfb_s - answer.connect_s)
+        job.times.add("body", answer.body_s)
         retry_after = answer.headers.get("retry-after")
         self.frontier.release(
             lease,

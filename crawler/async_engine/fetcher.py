@@ -27,6 +27,7 @@ import aiohttp
 from yarl import URL
 
 from crawler.async_engine.resolver import AddressCheckingResolver
+from crawler.async_engine.tracing import ConnectTimer, connect_trace_config
 from enrich.codings import decompress_capped
 from enrich.errors import BlockedAddressError, FetchError, FetchTimeoutError, SinkError
 from enrich.policy import AddressPolicy, failure_message
@@ -202,6 +203,10 @@ class Answer:
     """Seconds from sending the request to its headers: the latency signal of congestion control."""
     location: str | None = None
     truncated: bool = False
+    connect_s: float = 0.0
+    """Seconds of DNS lookup and connecting (part of ``ttfb_s``; 0 on a reused connection)."""
+    body_s: float = 0.0
+    """Seconds reading the body."""
 
 
 class AiohttpFetcher:
@@ -295,6 +300,7 @@ class AiohttpFetcher:
             # A WARC record keeps the body as sent; the fetcher then decodes a copy itself (see _decode).
             auto_decompress=self.warc is None,
             response_class=_WireResponse if self.warc is not None else aiohttp.ClientResponse,
+            trace_configs=[connect_trace_config()],
         )
         return self
 
@@ -400,7 +406,8 @@ class AiohttpFetcher:
         cap = max_bytes or self.max_response_bytes
         sent_at = self._wall_clock()
         sent = self._clock()
-        async with self._session.get(url, allow_redirects=False, headers=headers) as response:
+        timer = ConnectTimer()
+        async with self._session.get(url, allow_redirects=False, headers=headers, trace_request_ctx=timer) as response:
             ttfb = self._clock() - sent
             received_at = sent_at + ttfb
             location = response.headers.get("Location")
@@ -408,8 +415,11 @@ class AiohttpFetcher:
                 if self.warc is not None:
                     raw, cut = await self._read(response, str(url), cap)
                     await self._archive(response, raw, cut, sent_at=sent_at, received_at=received_at)
-                return Answer(str(url), response.status, _headers(response), b"", ttfb, location=location)
+                answer = Answer(str(url), response.status, _headers(response), b"", ttfb, location=location)
+                answer.connect_s = timer.connect_s
+                return answer
             body, truncated = await self._read(response, str(url), cap)
+            body_s = self._clock() - sent - ttfb
             if self.warc is not None:
                 await self._archive(response, body, truncated, sent_at=sent_at, received_at=received_at)
                 body, cut = self._decode(response, body, cap)
@@ -419,7 +429,14 @@ class AiohttpFetcher:
                     where = redact_url(str(url))
                     logger.warning("decompressed body of %s cut at %d bytes", where, cap, extra={"url": where})
             return Answer(
-                redact_url(str(response.url)), response.status, _headers(response), body, ttfb, truncated=truncated
+                redact_url(str(response.url)),
+                response.status,
+                _headers(response),
+                body,
+                ttfb,
+                truncated=truncated,
+                connect_s=timer.connect_s,
+                body_s=body_s,
             )
 
     async def _archive(

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
 
     from enrich.frontier import Lease, SiteGate
+    from enrich.record import Record
     from enrich.sinks import Sink
     from enrich.stages import Stage
     from enrich.state import CrawlState
@@ -142,6 +143,8 @@ class AsyncEnrichmentProcessor:
         self.duplicates = 0
         """Input entries skipped because the same URL came earlier in the run."""
         self._seen: set[bytes] = set()
+        self.listeners: list[Callable[[Record], None]] = []
+        """Called with every finished record of each run (:attr:`RunStats.listeners`), e.g. the metrics."""
 
     @classmethod
     def from_config(
@@ -215,6 +218,8 @@ class AsyncEnrichmentProcessor:
             SinkError: a sink could not write; the run stops.
         """
         stats = self.stats = RunStats(engine=self.engine, clock=self._clock, concurrency=lambda: self._active)
+        stats.fetch_slots = self.max_concurrency
+        stats.listeners.extend(self.listeners)
         self._seen.clear()
         items: asyncio.Queue[WorkItem | None] = asyncio.Queue(self.queue_size)
         await self.chain.open()
@@ -303,9 +308,11 @@ class AsyncEnrichmentProcessor:
             elif not kind.fetch:
                 if kind is Admission.DUPLICATE:
                     self.duplicates += 1
+                self.stats.skipped_input += 1
                 return True
         elif self._repeated(entry.url):
             self.duplicates += 1
+            self.stats.skipped_input += 1
             logger.info("skipping repeated input entry %s (line %d)", entry.url, entry.line, extra={"url": entry.url})
             return True
         if entry.error is not None:
@@ -392,6 +399,8 @@ class AsyncEnrichmentProcessor:
                 logger.error("unexpected error fetching %s: %s", job.entry.url, exc, exc_info=True)
                 item = WorkItem.from_error(job.entry.url, exc, engine=self.engine)
             if item is not None:
+                if lease.payload.times is not None:
+                    item.times = lease.payload.times
                 await items.put(item)
         finally:
             self._active -= 1

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 from scrapy.exceptions import DropItem
 
 from crawler.scrapy_mode.jobstate import job_of
+from crawler.scrapy_mode.metrics import ScrapyMetrics
 from enrich.errors import SinkError
 from enrich.extract.stage import ExtractStage
 from enrich.nlp import NLPStage
@@ -131,6 +132,8 @@ class SinkPipeline(StagePipeline):
         self._stopping: asyncio.Task[None] | None = None
         self._sink_error: SinkError | None = None
         self._received = 0
+        self.metrics: ScrapyMetrics | None = None
+        """Prometheus metrics (``ENRICH_METRICS_*`` settings), set by :meth:`from_crawler`."""
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -139,6 +142,7 @@ class SinkPipeline(StagePipeline):
         config = _run_config(crawler)
         options = run_options_from_settings(crawler.settings)
         stats = RunStats(engine=ENGINE, concurrency=lambda: _in_flight(crawler))
+        stats.fetch_slots = crawler.settings.getint("CONCURRENT_REQUESTS")
         job = job_of(crawler)
         if job.feed is None:
             stage = cls.build_stage(config, job.state)
@@ -146,13 +150,15 @@ class SinkPipeline(StagePipeline):
             sinks = build_sinks(config.output, jsonl=job.jsonl)
             stage = build_sink_stage(config, sinks=sinks, state=job.state, acknowledge=job.feed.acknowledge)
         job.stages.append(stage)
-        return cls(
+        pipeline = cls(
             stage=stage,
             stats=stats,
             crawler=crawler,
             stats_file=options.stats_file,
             progress_interval_s=options.progress_interval_s,
         )
+        pipeline.metrics = ScrapyMetrics.from_crawler(crawler, stats)
+        return pipeline
 
     @classmethod
     def build_stage(cls, config: EnrichConfig, state: CrawlState | None) -> Stage:
@@ -161,6 +167,8 @@ class SinkPipeline(StagePipeline):
     async def open_spider(self) -> None:
         self.stats.started = self.stats.clock()
         self._next_progress = self.stats.started + self._progress_interval_s
+        if self.metrics is not None:
+            self.metrics.start()
         try:
             await super().open_spider()
         except SinkError as exc:
@@ -209,10 +217,15 @@ class SinkPipeline(StagePipeline):
             if self._crawler is not None:
                 job = job_of(self._crawler)
                 self.stats.extra.update(run_figures(job.stages, job.state))
+            # entries that get no record in this run (the crawl state counted them as the spider read them)
+            skipped = self.stats.extra.get("duplicates_skipped", 0) + self.stats.extra.get("already_done", 0)
+            self.stats.skipped_input = skipped
             logger.info("Enrichment summary:\n%s", self.stats.summary())
             if self._stats_file is not None:
                 await asyncio.to_thread(_write_json, self._stats_file, self.stats.to_dict())
                 logger.info("Stats written to %s", self._stats_file)
+            if self.metrics is not None:
+                await asyncio.to_thread(self.metrics.finish)
 
     async def _write_stopped(self) -> None:
         """A run that stops early: URLs whose retry or redirect hop was still queued get the record of their last

@@ -30,6 +30,7 @@ from weakref import WeakKeyDictionary
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.utils.request import request_from_dict
 
+from crawler.scrapy_mode.timing import add_wait
 from enrich.frontier import Frontier, Lease, SiteGate
 
 if TYPE_CHECKING:
@@ -217,6 +218,7 @@ class FrontierScheduler(BaseScheduler):
             request.meta[CIRCUIT_META] = lease.refusal
         else:
             request.meta[LEASE_META] = lease
+        add_wait(request.meta, lease.waited_s)
         return request
 
     # --- for the spider and the middleware -------------------------------------------------------------------

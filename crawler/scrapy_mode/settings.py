@@ -152,6 +152,17 @@ ENRICH_MAX_AGE_S: float | None = None
 ENRICH_RECRAWL: bool = False
 """With a state: revisit every URL done (conditional requests) once the last crawl finished (``-a recrawl=on``)."""
 
+ENRICH_METRICS_PORT: int | None = None
+"""Serve Prometheus metrics on this port while the spider runs (``-s ENRICH_METRICS_PORT=9100``; the CLI's
+``--metrics-port``); none by default. Read by :mod:`crawler.scrapy_mode.metrics`."""
+
+ENRICH_METRICS_ADDRESS: str = "127.0.0.1"
+"""The address ``ENRICH_METRICS_PORT`` listens on."""
+
+ENRICH_METRICS_TEXTFILE: str | None = None
+"""Write the run's Prometheus metrics to this file when the spider closes (node_exporter's textfile collector;
+the CLI's ``--metrics-textfile``); none by default."""
+
 # --- Item pipelines -------------------------------------------------------------------------------------------------
 
 ITEM_PIPELINES = {ExtractPipeline: 100, NLPPipeline: 200, SinkPipeline: 300}

@@ -34,6 +34,7 @@ class ExtractStage:
         self._state = state
         self._executor: ThreadPoolExecutor | None = None
         self.busy_s = 0.0
+        self.workers = self._config.workers
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(self._config.workers, thread_name_prefix="extract")
@@ -46,7 +47,9 @@ class ExtractStage:
         loop = asyncio.get_running_loop()
         started = loop.time()
         result = await loop.run_in_executor(self._executor, extract_page, page, self._config)
-        self.busy_s += loop.time() - started
+        elapsed = loop.time() - started
+        self.busy_s += elapsed
+        item.times.add("extract", elapsed)
         result.apply(item.record)
         if result.error is not None:
             item.record.fail(ContentError(result.error, url=page.url), self.name)

@@ -94,6 +94,10 @@ class SinkStage:
         self._writing: asyncio.Task[None] | None = None
         """The batch being written in the background."""
         self.written = 0
+        self.busy_s = 0.0
+        """Seconds spent writing batches (every sink and the crawl state's commit)."""
+        self.workers = 1
+        """Batches written at once, for :func:`enrich.timing.utilization`."""
 
     async def open(self) -> None:
         for sink in self._sinks:
@@ -101,8 +105,9 @@ class SinkStage:
 
     async def process(self, item: WorkItem) -> WorkItem:
         record = item.record
+        started = time.perf_counter()
         record.enriched_at = utc_now_iso()
-        record.process_duration_ms = round((time.perf_counter() - item.started) * 1000, 1)
+        record.process_duration_ms = round((started - item.started) * 1000, 1)
         item.page = None
         self._buffer.append(item)
         if len(self._buffer) == 1 and self.max_wait_s is not None and self._timer is None:
@@ -111,6 +116,9 @@ class SinkStage:
             await self._hand_off()
         elif self._writing is not None and self._writing.done():
             await self._settle()  # a failed background write stops the run at the next item
+        # Set before the batch is serialized: a full batch's write starts only once this returns.
+        item.times.add("sink", time.perf_counter() - started)
+        record.timings = item.times.to_record()
         return item
 
     def _due(self) -> None:
@@ -183,6 +191,13 @@ class SinkStage:
             await self._write(batch, set())
 
     async def _write(self, batch: list[WorkItem], done: set[int]) -> None:
+        started = time.perf_counter()
+        try:
+            await self._write_batch(batch, done)
+        finally:
+            self.busy_s += time.perf_counter() - started
+
+    async def _write_batch(self, batch: list[WorkItem], done: set[int]) -> None:
         self._partial = (batch, done)
         records = [item.record for item in batch]
         lines: list[str] = []

@@ -469,3 +469,20 @@ async def test_robots_txt_redirect_to_a_private_address_is_refused() -> None:
     assert record.error.type == "BlockedAddressError"
     assert "127.0.0.63" in record.error.message
     assert seen == [f"127.0.0.62:{public.port}/robots.txt"]  # the hop was never made, the page never fetched
+
+
+async def test_records_carry_per_stage_timings(site: ServerThread) -> None:
+    """Every step the async engine measures is in the record, and the run's stats add them up."""
+    url = f"{site.url}/slow/300"
+    records, stats, _ = await crawl([url], sections={"politeness": {"respect_robots": False}})  # a new connection
+    timings = records[url].timings
+    assert timings is not None
+    for name in ("queue_ms", "connect_ms", "ttfb_ms", "body_ms", "extract_ms", "sink_ms"):
+        assert timings[name] is not None, name
+    assert timings["nlp_ms"] is None  # NLP is off in these tests: not measured, not zero
+    assert timings["connect_ms"] > 0  # the first request opens its connection
+    assert timings["ttfb_ms"] >= 300  # the server waits before answering
+    figures = stats.to_dict()
+    assert figures["stage_times"]["ttfb"]["count"] == 1
+    assert set(figures["utilization"]) >= {"fetch", "extract", "sink"}
+    assert figures["bottleneck"]

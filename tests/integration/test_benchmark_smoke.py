@@ -24,12 +24,14 @@ CONCURRENCY = 4
 def test_benchmark_runs_both_engines_and_writes_a_complete_report(tmp_path: Path) -> None:
     report_path = tmp_path / "bench.json"
     plot_path = tmp_path / "bench.png"
+    html_path = tmp_path / "bench.html"
     cmd = [
         sys.executable,
         str(TOOL),
         *("--urls", str(URLS), "--runs", "1", "--engines", "async,scrapy", "--profile", "fetch,full"),
         *("--concurrency", str(CONCURRENCY), "--page-bytes", "2500", "--latency-ms", "5", "--naive-pages", "4"),
         *("--json", str(report_path), "--plot", str(plot_path), "--workdir", str(tmp_path / "work"), "--quiet"),
+        *("--report", str(html_path)),
     ]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=230, check=False)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr[-3000:]}"
@@ -69,3 +71,7 @@ def test_benchmark_runs_both_engines_and_writes_a_complete_report(tmp_path: Path
         assert ceilings[name]["pages_per_s"]["median"] > 0, name
     assert "ner" in ceilings["naive_nlp"]["pipeline"]
     assert plot_path.stat().st_size > 0
+    html = html_path.read_text(encoding="utf-8")
+    for key in expected:  # one section per engine run, each with its plots and per-stage breakdown
+        assert f"{key}, round 1" in html, key
+    assert html.count(">Where the time goes</h2>") == len(expected)

@@ -319,6 +319,12 @@ def test_thread_and_process_executors_give_identical_nlp(
     for name, record in thread_records.items():
         assert nlp_view(process_records[name]) == nlp_view(record), name
     assert_jsonl_matches(jsonl, list(process_records.values()), record_validator)
+    analyzed = [r for r in process_records.values() if r.entities]
+    assert analyzed
+    for record in analyzed:  # each batch's time, measured in the worker process, came back with its results
+        assert record.timings is not None
+        assert record.timings["nlp_ms"] is not None
+        assert record.timings["nlp_ms"] > 0, record.url
 
 
 @pytest.mark.corpus

@@ -28,7 +28,7 @@ PAGES = 10
 """Python library reference pages crawled; ten of the forty keep the test under half a minute with NLP on."""
 
 RUN_DEPENDENT = frozenset(
-    {"fetched_at", "enriched_at", "fetch_duration_ms", "process_duration_ms", "attempts", "engine"}
+    {"fetched_at", "enriched_at", "fetch_duration_ms", "process_duration_ms", "attempts", "engine", "timings"}
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.corpus]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from crawler.localsite import ServerThread
 
-TIMINGS = {"fetched_at", "enriched_at", "fetch_duration_ms", "process_duration_ms", "engine", "revisit"}
+TIMINGS = {"fetched_at", "enriched_at", "fetch_duration_ms", "process_duration_ms", "engine", "revisit", "timings"}
 
 TOPICS = ["lighthouse", "harbour", "market", "railway", "library", "bridge", "museum", "orchard", "mill", "canal"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +180,28 @@ def test_progress_bar_shows_done_total_rate_success_concurrency_eta() -> None:
     stats = RunStats(total=100, clock=clock, concurrency=lambda: 12)
     stats.processed, stats.success, stats.failed = 40, 38, 2
     clock.now = 4.0
-    bar = ProgressReporter.bar(stats)
-    assert bar == "[#########---------------] 40/100  40% | 10.0 URLs/s | ok 95.0% | conc 12 | ETA 0:00:06"
+    assert ProgressReporter.status(stats) == "40/100  40% | 10.0 URLs/s | ok 95.0% | conc 12 | ETA 0:00:06"
+
+
+def test_terminal_bar_fits_the_width_and_ends_its_line() -> None:
+    clock = FakeClock()
+    stats = RunStats(total=100, clock=clock, concurrency=lambda: 12)
+    stats.processed, stats.success = 40, 40
+    clock.now = 4.0
+    out = io.StringIO()
+    reporter = ProgressReporter(stats=lambda: stats, stream=out, tty=True, clock=clock, width=100)
+    reporter.tick(force=True)
+    stats.processed = stats.success = 100
+    reporter.close()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # drop the escape sequences
+    last = text.rstrip("\n").splitlines()[-1]
+    assert "100/100 100% | 25.0 URLs/s | ok 100.0% | conc 12 | ETA 0:00:00" in last
+    assert "━" in last  # rich's bar, filling what the status leaves
+    assert len(last) <= 100
+    assert text.endswith("\n")
+    narrow = io.StringIO()
+    ProgressReporter(stats=lambda: stats, stream=narrow, tty=True, clock=clock, width=40).close()
+    assert all(len(line) <= 40 for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", narrow.getvalue()).splitlines())
 
 
 def test_plain_lines_every_interval() -> None:

@@ -52,6 +52,7 @@ from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META, Fetc
 from crawler.scrapy_mode.pipelines import ENGINE
 from crawler.scrapy_mode.scheduler import release_request, scheduler_of
 from crawler.scrapy_mode.settings import RunOptions, enrich_config_from_settings, run_options_from_settings, store_run
+from crawler.scrapy_mode.timing import with_fetch_times
 from enrich.config import EnrichConfig, config_error_message
 from enrich.errors import ConfigError, FetchError, FetchTimeoutError
 from enrich.policy import failure_message, http_error
@@ -450,18 +451,21 @@ class EnrichSpider(Spider):
         latency_ms = _latency_ms(meta)
         attempts = attempts_of(meta)
         if not is_page(response.status, conditional=bool(meta.get(CONDITIONAL_META))):
-            return [
-                WorkItem.from_error(
-                    url,
-                    http_error(response.status, attempts=attempts, note=meta.get(HTTP_NOTE_META)),
-                    engine=ENGINE,
-                    attempts=attempts,
-                    fetch_duration_ms=latency_ms,
-                    fetched_at=fetched_at,
-                    status=response.status,
-                    final_url=redact_url(response.url),
-                )
-            ]
+            return with_fetch_times(
+                [
+                    WorkItem.from_error(
+                        url,
+                        http_error(response.status, attempts=attempts, note=meta.get(HTTP_NOTE_META)),
+                        engine=ENGINE,
+                        attempts=attempts,
+                        fetch_duration_ms=latency_ms,
+                        fetched_at=fetched_at,
+                        status=response.status,
+                        final_url=redact_url(response.url),
+                    )
+                ],
+                meta,
+            )
         cap = self.config.fetch.max_response_bytes
         page = FetchedPage(
             url=url,
@@ -474,7 +478,7 @@ class EnrichSpider(Spider):
             attempts=attempts,
             truncated=TRUNCATED_FLAG in response.flags or len(response.body) > cap,
         )
-        return [WorkItem.from_page(page, engine=ENGINE)]
+        return with_fetch_times([WorkItem.from_page(page, engine=ENGINE)], meta)
 
     def fetch_failed(self, failure: Failure) -> list[WorkItem]:
         """A request that produced no usable response: one error record, with the attempts it took."""
@@ -502,4 +506,5 @@ class EnrichSpider(Spider):
         self.logger.info("%s: %s", url, error, extra={"url": url, "stage": "fetch"})
         started = meta.get(STARTED_META)
         elapsed_ms = (time.perf_counter() - started) * 1000 if isinstance(started, float) else None
-        return [WorkItem.from_error(url, error, engine=ENGINE, attempts=error.attempts, fetch_duration_ms=elapsed_ms)]
+        items = [WorkItem.from_error(url, error, engine=ENGINE, attempts=error.attempts, fetch_duration_ms=elapsed_ms)]
+        return with_fetch_times(items, meta)
