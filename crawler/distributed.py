@@ -38,6 +38,14 @@ from crawler.cli import (
     _load_settings,
     _setup_logging,
 )
+from crawler.observe import (
+    add_observe_group,
+    check_observe_args,
+    finish_metrics,
+    scrapy_settings_args,
+    start_async_metrics,
+    write_report,
+)
 from crawler.progress import format_summary
 from enrich.distributed import QueueFeed, RedisSiteGate, WorkQueue, job_status, worker_name
 from enrich.errors import ConfigError, EnrichError
@@ -143,6 +151,7 @@ def build_worker_parser() -> argparse.ArgumentParser:
         help="URLs taken from the queue ahead of the fetches (default: 2 x --max-workers, at least 20)",
     )
     _add_engine_groups(parser)
+    add_observe_group(parser)
     return parser
 
 
@@ -195,6 +204,7 @@ def run_worker(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     args = build_worker_parser().parse_args(argv)
     _setup_logging(args.log_level)
     _check_args(args)
+    check_observe_args(args)
     if args.postgres is None and args.output is None:
         raise ConfigError("a worker needs somewhere to write: --postgres DSN (and/or --output FILE)")
     if args.max_deliveries < 1:
@@ -214,6 +224,7 @@ def run_worker(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     status = job_status(client, args.job)
     print(format_summary(figures, title=f"Worker {name}"), file=err)
     print(status.render(), file=err)
+    write_report(args, figures, title=f"Worker {name}, job {args.job}")
     if args.stats_file:
         path = Path(args.stats_file)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -240,6 +251,7 @@ def _run_async_worker(
             config, sinks=worker_sinks(config, jsonl=args.output is not None), acknowledge=feed.acknowledge
         )
         processor = AsyncEnrichmentProcessor.from_config(config, stages=stages, gate=gate, progress_interval_s=30)
+        metrics = start_async_metrics(args, processor)
 
         def stop() -> None:
             feed.stop()
@@ -261,6 +273,7 @@ def _run_async_worker(
                 loop.remove_signal_handler(signum)
             renew.cancel()
             feed.close()
+            finish_metrics(args, metrics)
         return {**stats.to_dict(), "worker": {**feed.stats(), "gate_granted": gate.granted, "gate_waits": gate.refused}}
 
     return asyncio.run(go()), interrupt.interrupted
@@ -288,7 +301,8 @@ def _run_scrapy_worker(config: EnrichConfig, args: argparse.Namespace, name: str
         command = [sys.executable, "-m", "scrapy", "crawl", "enrich"]
         for key, value in settings.items():
             command += ["-s", f"{key}={value}"]
-        command += ["-a", f"config={config_file}", "-a", f"stats_file={stats_file}", "-L", args.log_level.upper()]
+        command += ["-a", f"config={config_file}", "-a", f"stats_file={stats_file}", *scrapy_settings_args(args)]
+        command += ["-L", args.log_level.upper()]
         # its own session (our signal handler forwards one SIGINT per signal), and on Linux it gets SIGTERM if this
         # process dies (kill -9), so no Scrapy crawl goes on under this worker's name after it is gone
         process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True, preexec_fn=_die_with_parent)

@@ -217,6 +217,8 @@ class SinkPipeline(StagePipeline):
             if self._crawler is not None:
                 job = job_of(self._crawler)
                 self.stats.extra.update(run_figures(job.stages, job.state))
+                if job.feed is not None:  # a distributed worker: what it took, acknowledged, reclaimed so far
+                    self.stats.extra["worker"] = job.feed.stats()
             # entries that get no record in this run (the crawl state counted them as the spider read them)
             skipped = self.stats.extra.get("duplicates_skipped", 0) + self.stats.extra.get("already_done", 0)
             self.stats.skipped_input = skipped

@@ -427,15 +427,23 @@ def test_a_killed_workers_urls_are_finished_by_another(
     victim.communicate()
     held = status(redis_url, job)["leased"]
     assert held > 0
-    stats = tmp_path / "heir.json"
+    stats, prom, report = tmp_path / "heir.json", tmp_path / "heir.prom", tmp_path / "heir.html"
     heir = start_worker(
-        redis_url, job, postgres_dsn, config, "heir", "--lease-timeout", "2", "--stats-file", str(stats)
+        redis_url,
+        job,
+        postgres_dsn,
+        config,
+        "heir",
+        *("--lease-timeout", "2", "--stats-file", str(stats)),
+        *("--metrics-textfile", str(prom), "--report", str(report)),
     )
     code, err = finish(heir)
     assert code == 0, err[-3000:]
     assert rows(postgres_dsn) == Counter(urls)  # nothing lost, nothing twice
     assert status(redis_url, job)["finished"]
     assert json.loads(stats.read_text(encoding="utf-8"))["worker"]["reclaimed"] == held
+    assert "webenrich_records_total" in prom.read_text(encoding="utf-8")  # a worker's metrics, as a run's
+    assert "<svg" in report.read_text(encoding="utf-8")
 
 
 def test_sigterm_gives_a_workers_unstarted_urls_back(
