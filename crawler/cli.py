@@ -83,6 +83,7 @@ FLAG_KEYS: dict[str, str] = {
     "sqlite": "stages.enrichment.sqlite_path",
     "postgres": "stages.enrichment.postgres_dsn",
     "warc": "stages.enrichment.warc_dir",
+    "contacts": "stages.enrichment.contacts.enabled",
     "max_depth": "stages.discover.max_depth",
     "max_pages": "stages.discover.max_pages",
     "data_dir": "data_dir",
@@ -155,6 +156,12 @@ def _add_engine_groups(parser: argparse.ArgumentParser) -> None:
     nlp.add_argument("--nlp-workers", type=int, metavar="N", help="NLP worker threads or processes")
     nlp.add_argument("--nlp-batch-size", type=int, metavar="N", help="texts per spaCy nlp.pipe call")
     nlp.add_argument("--max-text-chars", type=int, metavar="N", help="characters of a text sent to the model")
+    nlp.add_argument(
+        "--contacts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="find emails, phone numbers and social profiles on each page and its site's contact/about/team pages",
+    )
 
     output = parser.add_argument_group("output")
     output.add_argument("--output", "-o", metavar="FILE", help="JSONL records ('-' for stdout)")

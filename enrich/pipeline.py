@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from enrich.contacts import ContactStage
 from enrich.extract.stage import ExtractStage
 from enrich.nlp import NLPStage
 from enrich.nlp_cache import NLPCache
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from enrich.config import EnrichConfig, OutputConfig
+    from enrich.contacts import ContactFetch
     from enrich.stages import Stage, WorkItem
     from enrich.state import CrawlState
 
@@ -34,14 +36,25 @@ def build_sinks(output: OutputConfig, *, path: Path | str | None = None, resume_
 
 
 def build_stages(
-    config: EnrichConfig, *, sinks: Sequence[Sink] | None = None, state: CrawlState | None = None
+    config: EnrichConfig,
+    *,
+    sinks: Sequence[Sink] | None = None,
+    state: CrawlState | None = None,
+    contact_fetch: ContactFetch | None = None,
 ) -> list[Stage]:
-    """Extraction, then NLP (a no-op when disabled), then the sinks (from the config unless given).
+    """Contacts (when ``contacts.enabled``), extraction, then NLP (a no-op when disabled), then the sinks (from
+    the config unless given).
 
     With a crawl ``state``: extraction reuses the stored record of an unchanged page in a recrawl, NLP analyses are
     kept in the state, and each batch the sinks have written is committed to it (with the JSONL output's length).
+    ``contact_fetch`` is the engine's fetch of a site's contact pages; without it the contacts stage looks at each
+    page alone.
     """
+    contacts: list[Stage] = []
+    if config.contacts.enabled:
+        contacts.append(ContactStage(config=config.contacts, fetch=contact_fetch, timeout_s=config.fetch.timeout_s))
     return [
+        *contacts,
         ExtractStage(config=config.extract, state=state),
         NLPStage(config=config.nlp, store=state),
         build_sink_stage(config, sinks=sinks, state=state),
@@ -84,6 +97,8 @@ def run_figures(stages: Sequence[Stage], state: CrawlState | None) -> dict[str, 
     """What the crawl state and the NLP cache did in a run, for the stats of either engine."""
     figures: dict[str, Any] = {}
     for stage in stages:
+        if isinstance(stage, ContactStage):
+            figures.update(stage.figures())
         cache = getattr(stage, "cache", None)
         if isinstance(cache, NLPCache) and cache.hits + cache.misses:
             figures["nlp_cache_hits"] = cache.hits

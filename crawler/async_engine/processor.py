@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crawler.async_engine.contacts import ContactPageFetcher
 from crawler.async_engine.crawl import Job, JobCodec, RequestRunner
 from crawler.async_engine.fetcher import AiohttpFetcher
 from enrich.config import EnrichConfig, NLPConfig
@@ -170,11 +171,14 @@ class AsyncEnrichmentProcessor:
             config.fetch, politeness=config.politeness, warc=WarcWriter.from_config(config)
         )
         robots = RobotsPolicy.from_config(config.politeness, config.fetch, fetch_robots=fetcher.fetch_robots)
+        contacts = ContactPageFetcher(fetcher=fetcher, robots=robots, max_redirects=min(config.fetch.max_redirects, 5))
         nlp = config.nlp
         # Enough items in the stages at once for the NLP stage to fill its batches on every worker.
         stage_workers = max(4, 2 * nlp.batch_size * nlp.workers) if nlp.enabled else max(4, 2 * config.extract.workers)
         return cls(
-            stages=stages if stages is not None else build_stages(config, sinks=sinks, state=state),
+            stages=stages
+            if stages is not None
+            else build_stages(config, sinks=sinks, state=state, contact_fetch=contacts),
             fetcher=fetcher,
             frontier=Frontier.from_config(config, spill_codec=JobCodec(), clock=clock),
             robots=robots,

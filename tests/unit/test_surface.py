@@ -55,6 +55,7 @@ EXPECTED_SUBMODULE_NAMES = {
         "WarcConfig",
         "config_error_message",
     },
+    "enrich.contacts": {"ContactFetch", "ContactStage"},
     "enrich.errors": {"FetchTimeoutError"},
     "enrich.extract": {"Kind", "decode_text", "sniff_kind", "file_name_of", "Extraction"},
     "enrich.nlp": {"TextAnalyzer", "NLPResult", "load_model", "resolve_model", "detect_language"},

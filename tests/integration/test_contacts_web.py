@@ -1,0 +1,101 @@
+"""Contact discovery through the async engine, on a local web of three companies (``tests/integration/companies.py``).
+
+Each company is its own site on loopback: the records of its pages hold their own contacts and those of the
+site's contact, about and team pages, each contact page fetched once per site, robots.txt obeyed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+from crawler.localsite import ServerThread
+from enrich.record import dumps_record
+from tests.integration.companies import COMPANIES, company_app
+from tests.integration.test_async_engine import crawl
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
+    from enrich.record import Record
+
+ACME_SITE = {
+    ("phone", "+14155552671", "/contact-us"),
+    ("social", "https://x.com/acmetools", "/contact-us"),
+    ("social", "https://linkedin.com/company/acme-tools", "/contact-us"),
+    ("phone", "+12025550143", "/contact-us"),
+    ("email", "sales@acme-tools.example", "/contact-us"),
+    ("social", "https://linkedin.com/in/jane-roe", "/about"),
+    ("email", "john.poe@acme-tools.example", "/about"),
+}
+SCHMIDT_SITE = {
+    ("social", "https://instagram.com/baeckerei.schmidt", "/about"),
+    ("phone", "+4930901820", "/about"),
+    ("email", "baeckerei@schmidt.example", "/about"),
+}
+NORDIC_SITE = {
+    ("email", "press@nordic.example", "/people"),
+    ("email", "studio@nordic.example", "/people"),
+    ("social", "https://instagram.com/nordicdesign", "/people"),
+    ("phone", "+46812345678", "/contact/"),
+}
+
+
+def found(record: Record, base: str) -> set[tuple[str, str, str]]:
+    assert all(c.source.startswith(base) for c in record.contacts), record.contacts
+    return {(c.type, c.value, c.source.removeprefix(base)) for c in record.contacts}
+
+
+async def test_contacts_of_three_companies(record_validator: Draft202012Validator) -> None:
+    hits = {name: Counter[str]() for name in COMPANIES}
+    with ExitStack() as stack:
+        base = {
+            name: stack.enter_context(ServerThread(company_app(pages, hits[name]))).url
+            for name, pages in COMPANIES.items()
+        }
+        acme, schmidt, nordic = base["acme"], base["schmidt"], base["nordic"]
+        urls = [
+            f"{acme}/",
+            *(f"{acme}/products/{n}" for n in range(1, 21)),
+            f"{schmidt}/",
+            f"{nordic}/",
+            f"{nordic}/order/123",
+        ]
+        records, stats, _ = await crawl(urls, sections={"contacts": {"enabled": True}})
+
+    assert stats.processed == len(urls)
+    for record in records.values():
+        assert record.error is None, record.error
+        assert not list(record_validator.iter_errors(json.loads(dumps_record(record))))
+
+    # Acme: the footer address is the page's own; the rest come from the two linked pages
+    assert found(records[f"{acme}/"], acme) == {("email", "info@acme-tools.example", "/")} | ACME_SITE
+    for n in range(1, 21):  # "SKU 2025550001" and "$1,299.00" are no phone numbers
+        page = f"/products/{n}"
+        assert found(records[acme + page], acme) == {("email", "info@acme-tools.example", page)} | ACME_SITE
+    assert hits["acme"]["/contact-us"] == 1
+    assert hits["acme"]["/about"] == 1
+
+    # Schmidt links to no contact page: common paths, /contact forbidden by robots.txt and never requested
+    assert found(records[f"{schmidt}/"], schmidt) == SCHMIDT_SITE
+    assert hits["schmidt"]["/contact"] == 0
+    assert hits["schmidt"]["/about"] == 1
+    assert "secret@schmidt.example" not in json.dumps([r.to_dict() for r in records.values()])
+
+    # Nordic: "Our people", Cloudflare-protected addresses, /contact redirected; its order page has no phone
+    assert found(records[f"{nordic}/"], nordic) == NORDIC_SITE
+    assert found(records[f"{nordic}/order/123"], nordic) == NORDIC_SITE
+    assert (hits["nordic"]["/people"], hits["nordic"]["/contact"], hits["nordic"]["/contact/"]) == (1, 1, 1)
+
+    # acme 2, schmidt 1 (/about), nordic 2 (/people, /contact and its redirect); schmidt's /contact refused
+    assert (stats.extra["contact_pages_fetched"], stats.extra["contact_page_failures"]) == (5, 1)
+
+
+async def test_contacts_off_by_default() -> None:
+    hits: Counter[str] = Counter()
+    with ServerThread(company_app(COMPANIES["acme"], hits)) as server:
+        records, _, _ = await crawl([f"{server.url}/"])
+    assert records[f"{server.url}/"].contacts == []
+    assert set(hits) == {"/robots.txt", "/"}
