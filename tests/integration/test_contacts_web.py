@@ -11,12 +11,17 @@ from collections import Counter
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
+import pytest
+
 from crawler.localsite import ServerThread
 from enrich.record import dumps_record
 from tests.integration.companies import COMPANIES, company_app
 from tests.integration.test_async_engine import crawl
+from tests.integration.test_cli import ENGINES, engine_flag, read_jsonl, run_cli
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from jsonschema import Draft202012Validator
 
     from enrich.record import Record
@@ -99,3 +104,36 @@ async def test_contacts_off_by_default() -> None:
         records, _, _ = await crawl([f"{server.url}/"])
     assert records[f"{server.url}/"].contacts == []
     assert set(hits) == {"/robots.txt", "/"}
+
+
+@pytest.mark.parametrize("use_async", ENGINES)
+def test_contacts_flag_in_both_engines(tmp_path: Path, use_async: bool) -> None:
+    hits = {name: Counter[str]() for name in COMPANIES}
+    with ExitStack() as stack:
+        base = {
+            name: stack.enter_context(ServerThread(company_app(pages, hits[name]))).url
+            for name, pages in COMPANIES.items()
+        }
+        acme, schmidt, nordic = base["acme"], base["schmidt"], base["nordic"]
+        urls = tmp_path / "urls.txt"
+        urls.write_text("".join(f"{u}\n" for u in [f"{acme}/", f"{acme}/products/1", f"{acme}/products/2",
+                                                   f"{schmidt}/", f"{nordic}/order/123"]))  # fmt: skip
+        out, stats_file = tmp_path / "out.jsonl", tmp_path / "stats.json"
+        result = run_cli(
+            "--stage", "3", engine_flag(use_async), "--no-nlp", "--contacts", "--input", str(urls),
+            "--output", str(out), "--stats-file", str(stats_file), cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    records = {r["url"]: r for r in read_jsonl(out)}
+
+    def of(url: str, site: str) -> set[tuple[str, str, str]]:
+        return {(c["type"], c["value"], c["source"].removeprefix(site)) for c in records[url]["contacts"]}
+
+    assert of(f"{acme}/products/2", acme) == {("email", "info@acme-tools.example", "/products/2")} | ACME_SITE
+    assert of(f"{schmidt}/", schmidt) == SCHMIDT_SITE
+    # the order page alone links to no contact page: the common paths find /contact (redirected), not /people
+    assert of(f"{nordic}/order/123", nordic) == {("phone", "+46812345678", "/contact/")}
+    assert (hits["acme"]["/contact-us"], hits["acme"]["/about"], hits["schmidt"]["/contact"]) == (1, 1, 0)
+    assert (hits["nordic"]["/people"], hits["nordic"]["/contact/"], hits["nordic"]["/about"]) == (0, 1, 1)
+    stats = json.loads(stats_file.read_text())
+    assert stats["contact_pages_fetched"] == 5  # acme 2, schmidt /about, nordic /contact and /about (404)
