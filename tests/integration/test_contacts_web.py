@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,6 +20,7 @@ from tests.integration.test_async_engine import crawl
 from tests.integration.test_cli import ENGINES, engine_flag, read_jsonl, run_cli
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from jsonschema import Draft202012Validator
@@ -48,6 +49,17 @@ NORDIC_SITE = {
 }
 
 
+@contextmanager
+def companies_web(hits: dict[str, Counter[str]]) -> Iterator[tuple[str, str, str]]:
+    """The three companies' sites, each on its own server: their base URLs (acme, schmidt, nordic)."""
+    with ExitStack() as stack:
+        base = {
+            name: stack.enter_context(ServerThread(company_app(pages, hits[name]))).url
+            for name, pages in COMPANIES.items()
+        }
+        yield base["acme"], base["schmidt"], base["nordic"]
+
+
 def found(record: Record, base: str) -> set[tuple[str, str, str]]:
     assert all(c.source.startswith(base) for c in record.contacts), record.contacts
     return {(c.type, c.value, c.source.removeprefix(base)) for c in record.contacts}
@@ -55,12 +67,7 @@ def found(record: Record, base: str) -> set[tuple[str, str, str]]:
 
 async def test_contacts_of_three_companies(record_validator: Draft202012Validator) -> None:
     hits = {name: Counter[str]() for name in COMPANIES}
-    with ExitStack() as stack:
-        base = {
-            name: stack.enter_context(ServerThread(company_app(pages, hits[name]))).url
-            for name, pages in COMPANIES.items()
-        }
-        acme, schmidt, nordic = base["acme"], base["schmidt"], base["nordic"]
+    with companies_web(hits) as (acme, schmidt, nordic):
         urls = [
             f"{acme}/",
             *(f"{acme}/products/{n}" for n in range(1, 21)),
@@ -109,12 +116,7 @@ async def test_contacts_off_by_default() -> None:
 @pytest.mark.parametrize("use_async", ENGINES)
 def test_contacts_flag_in_both_engines(tmp_path: Path, use_async: bool) -> None:
     hits = {name: Counter[str]() for name in COMPANIES}
-    with ExitStack() as stack:
-        base = {
-            name: stack.enter_context(ServerThread(company_app(pages, hits[name]))).url
-            for name, pages in COMPANIES.items()
-        }
-        acme, schmidt, nordic = base["acme"], base["schmidt"], base["nordic"]
+    with companies_web(hits) as (acme, schmidt, nordic):
         urls = tmp_path / "urls.txt"
         urls.write_text("".join(f"{u}\n" for u in [f"{acme}/", f"{acme}/products/1", f"{acme}/products/2",
                                                    f"{schmidt}/", f"{nordic}/order/123"]))  # fmt: skip
