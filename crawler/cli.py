@@ -355,7 +355,7 @@ def run_discover(settings: EnvSettings, args: argparse.Namespace, err: TextIO) -
     from crawler.discover import Discoverer
 
     seeds = _seeds(settings, args)
-    discoverer = Discoverer.from_config(settings.discover, user_agent=settings.enrich.fetch.full_user_agent)
+    discoverer = Discoverer.from_config(settings.discover, enrich=settings.enrich)
     result = asyncio.run(discoverer.run(seeds))
     out = settings.discover_output
     _write_lines(out, iter(result.urls))

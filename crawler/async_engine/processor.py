@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crawler.async_engine.contacts import ContactPageFetcher
 from crawler.async_engine.crawl import Job, JobCodec, RequestRunner
 from crawler.async_engine.fetcher import AiohttpFetcher
+from crawler.async_engine.polite import PoliteFetcher
 from enrich.config import EnrichConfig, NLPConfig
 from enrich.errors import SinkError
 from enrich.frontier import Frontier
@@ -171,7 +171,12 @@ class AsyncEnrichmentProcessor:
             config.fetch, politeness=config.politeness, warc=WarcWriter.from_config(config)
         )
         robots = RobotsPolicy.from_config(config.politeness, config.fetch, fetch_robots=fetcher.fetch_robots)
-        contacts = ContactPageFetcher(fetcher=fetcher, robots=robots, max_redirects=min(config.fetch.max_redirects, 5))
+        contacts = PoliteFetcher(
+            fetcher=fetcher,
+            robots=robots,
+            max_redirects=min(config.fetch.max_redirects, 5),
+            timeout_s=config.fetch.timeout_s,
+        )
         nlp = config.nlp
         # Enough items in the stages at once for the NLP stage to fill its batches on every worker.
         stage_workers = max(4, 2 * nlp.batch_size * nlp.workers) if nlp.enabled else max(4, 2 * config.extract.workers)
