@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -97,6 +96,9 @@ _SITE_PAGE_WORDS: tuple[tuple[int, re.Pattern[str]], ...] = (
 )
 
 
+_ANY_SITE_PAGE_WORD = re.compile("|".join(words.pattern for _, words in _SITE_PAGE_WORDS))
+
+
 @dataclass(slots=True)
 class PageContacts:
     """What one page yields: its contacts in document order, and the site's contact pages it links to."""
@@ -159,29 +161,25 @@ def _cloudflare_email(hex_text: str) -> str | None:
 
 
 def _visible_text(tree: lxml.html.HtmlElement) -> str:
-    """The page's text outside forms, scripts and styles, block elements on lines of their own, capped."""
+    """The page's text outside forms, scripts, styles and code, block elements on lines of their own, capped."""
     for element in tree.xpath("|".join(f"//{tag}" for tag in _NOT_TEXT)):
         if element.getparent() is not None:
             element.drop_tree()
-    parts: list[str] = []
-    size = 0
-    for event, element in etree.iterwalk(tree, events=("start", "end")):
-        is_tag = isinstance(element.tag, str)
-        block = is_tag and element.tag in _BLOCKS
-        piece = ("\n" if block else "") + (element.text or "" if is_tag and event == "start" else "")
-        if event == "end":
-            piece = ("\n" if block else "") + (element.tail or "")
-        if piece:
-            parts.append(piece)
-            size += len(piece)
-            if size >= MAX_TEXT_CHARS:
-                break
-    return "".join(parts)[:MAX_TEXT_CHARS]
+    for element in tree.iter(*_BLOCKS):  # lines around blocks: "<td>202 555 0143</td><td>7</td>" is two numbers
+        element.text = "\n" + element.text if element.text else "\n"
+        element.tail = "\n" + element.tail if element.tail else "\n"
+    text: str = tree.text_content()
+    return text[:MAX_TEXT_CHARS]
+
+
+def _label(anchor: lxml.html.HtmlElement) -> str:
+    """An anchor's text, words joined by ``-`` (like a path), for the page words; empty when long (not a menu)."""
+    text = anchor.text_content() if len(anchor) < 20 else (anchor.text or "")
+    return "-".join(text.split()).lower() if len(text) <= 60 else ""
 
 
 def _site_page_rank(url: str, label: str) -> int | None:
     path = unquote(urlsplit(url).path).lower()
-    label = " ".join(label.split()).lower().replace(" ", "-") if len(label) <= 40 else ""
     for rank, words in _SITE_PAGE_WORDS:
         if words.search(path) or (label and words.search(label)):
             return rank
@@ -217,16 +215,23 @@ def _from_anchors(tree: lxml.html.HtmlElement, base_url: str, found: _Collector,
         if "/cdn-cgi/l/email-protection#" in href:
             found.add("email", normalize_email(_cloudflare_email(href.rsplit("#", 1)[1]) or ""))
             continue
+        external = href[:8].lower().startswith(("http://", "https://", "//"))
+        label = _label(anchor)
+        candidate = len(pages) < 100 and bool(
+            _ANY_SITE_PAGE_WORD.search(href.lower()) or _ANY_SITE_PAGE_WORD.search(label)
+        )
+        if not (external or candidate):
+            continue  # the common case: a relative link to some other page; no URL parsing
         try:
             absolute = urljoin(base_url, href)
             host = urlsplit(absolute).hostname
         except ValueError:
             continue
-        profile = social_profile(absolute)
+        profile = social_profile(absolute) if external else None
         if profile is not None:
             found.add("social", profile[1], profile[0])
-        elif _same_site(host, site_host) and len(pages) < 100:
-            rank = _site_page_rank(absolute, anchor.text_content() if len(anchor) < 20 else (anchor.text or ""))
+        elif candidate and _same_site(host, site_host):
+            rank = _site_page_rank(absolute, label)
             if rank is not None:
                 pages.setdefault(absolute.split("#", 1)[0], rank)
     return sorted(pages, key=pages.__getitem__)[:MAX_SITE_PAGE_LINKS]
@@ -269,7 +274,7 @@ def find_contacts(html: str, url: str, *, region: str = "US", max_contacts: int 
         tree = lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError):
         return PageContacts()
-    for element in islice((e for e in tree.iter() if e.get("data-cfemail")), MAX_ANCHORS):
+    for element in tree.xpath("//*[@data-cfemail]")[:MAX_ANCHORS]:
         found.add("email", normalize_email(_cloudflare_email(element.get("data-cfemail")) or ""))
     site_pages = _from_anchors(tree, url, found, region)
     if not found.full:
