@@ -52,7 +52,7 @@ def build_stages(
     """
     contacts: list[Stage] = []
     if config.contacts.enabled:
-        contacts.append(ContactStage(config=config.contacts, fetch=contact_fetch, timeout_s=config.fetch.timeout_s))
+        contacts.append(ContactStage.from_config(config, fetch=contact_fetch))
     return [
         *contacts,
         ExtractStage(config=config.extract, state=state),

@@ -76,7 +76,7 @@ class ContactPipeline(StagePipeline):
         if not config.contacts.enabled:
             raise NotConfigured("contacts.enabled is off")
         fetch = ScrapyContactFetch(crawler=crawler, max_bytes=config.fetch.max_response_bytes)
-        stage = ContactStage(config=config.contacts, fetch=fetch, timeout_s=config.fetch.timeout_s)
+        stage = ContactStage.from_config(config, fetch=fetch)
         job_of(crawler).stages.append(stage)
         return cls(stage=stage)
 

@@ -27,6 +27,7 @@ from enrich.record import FetchedPage
 from enrich.urls import normalize_url
 
 if TYPE_CHECKING:
+    from enrich.config import EnrichConfig
     from enrich.record import Contact
     from enrich.stages import WorkItem
 
@@ -76,6 +77,14 @@ class ContactStage:
         """Site pages fetched (any answer)."""
         self.page_failures = 0
         """Site pages that could not be fetched (refused, failed, timed out)."""
+
+    @classmethod
+    def from_config(cls, config: EnrichConfig, *, fetch: ContactFetch | None) -> ContactStage:
+        """The stage of ``config.contacts``. A site's pages are fetched one after the other, spaced by its
+        ``Crawl-delay``, so one fetch is given the fetch timeout plus the longest wait that spacing may impose."""
+        contacts = config.contacts
+        wait_s = contacts.max_site_pages * config.politeness.max_crawl_delay_s
+        return cls(config=contacts, fetch=fetch, timeout_s=config.fetch.timeout_s + wait_s)
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="contacts")
@@ -138,14 +147,20 @@ class ContactStage:
         return (await self._scan(page)).contacts
 
     def _forget_old_sites(self) -> None:
-        """Keep at most ``max_sites`` sites, dropping the least recent whose fetches are over."""
+        """Keep at most ``max_sites`` sites, dropping the least recent whose fetches are over (oldest first, so the
+        usual case looks at one site)."""
         excess = len(self._sites) - self._config.max_sites
-        for origin in list(self._sites)[:-1]:
-            if excess <= 0:
+        if excess <= 0:
+            return
+        victims: list[str] = []
+        newest = next(reversed(self._sites))
+        for origin, site in self._sites.items():
+            if len(victims) >= excess or origin == newest:
                 break
-            if all(future.done() for future in self._sites[origin].pages.values()):
-                del self._sites[origin]
-                excess -= 1
+            if all(future.done() for future in site.pages.values()):
+                victims.append(origin)
+        for origin in victims:
+            del self._sites[origin]
 
     async def close(self) -> None:
         pending = [f for site in self._sites.values() for f in site.pages.values() if not f.done()]

@@ -205,3 +205,11 @@ def test_unknown_regions_are_refused(region: str) -> None:
 
     with pytest.raises(ConfigError, match=r"contacts\.default_region"):
         EnrichConfig().replace(contacts={"default_region": region})
+
+
+def test_a_fetch_may_wait_for_the_crawl_delay_of_the_sites_earlier_pages() -> None:
+    config = EnrichConfig().replace(
+        contacts={"enabled": True, "max_site_pages": 2}, politeness={"max_crawl_delay_s": 5}, fetch={"timeout_s": 10}
+    )
+    stage = ContactStage.from_config(config, fetch=None)
+    assert stage._timeout_s == 10 + 2 * 5
