@@ -10,7 +10,8 @@ Disallowed URLs are counted, not listed.
 Requests go through stage 3's fetcher and policies (:class:`~crawler.async_engine.polite.PoliteFetcher`): the
 address check (``politeness.allow_private_addresses``), robots.txt and its ``Crawl-delay`` (spacing a site's
 requests), at most ``politeness.per_domain_concurrency`` requests per site at once, redirects followed by hand with
-each hop checked, and whole bodies read up to ``max_page_bytes`` (decompressed with a cap).
+each hop checked, stage 3's retries (transport failures, 429 and 5xx, ``Retry-After``), and whole bodies read up
+to ``max_page_bytes`` (decompressed with a cap).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from crawler.sitemaps import parse_sitemap
 from enrich.config import EnrichConfig
 from enrich.errors import FetchError, InvalidURLError, RefusedError
 from enrich.extract.html import extract_links
-from enrich.policy import RobotsPolicy
+from enrich.policy import RetryPolicy, RobotsPolicy
 from enrich.urls import normalize_url
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class Discoverer:
         self._queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
         self._fetch: PoliteFetcher | None = None
         self._robots: RobotsPolicy | None = None
+        self._retry = RetryPolicy.from_config(self._enrich.fetch)
         self.result = DiscoverResult()
 
     @classmethod
@@ -223,18 +225,32 @@ class Discoverer:
 
     async def _get(self, url: str, *, expect: tuple[str, ...] | None) -> bytes | None:
         """The whole body (up to the size cap) of a 200 answer whose type starts with one of ``expect`` (any if
-        None), after redirects; else None, counted."""
+        None), after redirects and retries (stage 3's retry policy: transport failures, 429, 5xx, ``Retry-After``
+        up to its cap); else None, counted."""
         assert self._fetch is not None, "_get called outside run()"
-        try:
-            page = await self._fetch(url)
-        except RefusedError as exc:  # robots.txt or the address policy, on the URL or a redirect hop
-            self.result.counts["refused"] += 1
-            logger.info("not fetched: %s", exc)
-            return None
-        except FetchError as exc:
-            self.result.counts["fetch_errors"] += 1
-            logger.info("cannot fetch %s: %s", url, exc)
-            return None
+        retry = self._retry
+        attempt = 1
+        while True:
+            try:
+                page = await self._fetch(url)
+            except RefusedError as exc:  # robots.txt or the address policy, on the URL or a redirect hop
+                self.result.counts["refused"] += 1
+                logger.info("not fetched: %s", exc)
+                return None
+            except FetchError as exc:
+                if retry.should_retry(None, exc, attempt):
+                    await self._wait(retry.delay(attempt), attempt)
+                    attempt += 1
+                    continue
+                self.result.counts["fetch_errors"] += 1
+                logger.info("cannot fetch %s: %s", url, exc)
+                return None
+            retry_after = page.headers.get("retry-after")
+            if retry.should_retry(page.status, None, attempt) and retry.too_long(retry_after) is None:
+                await self._wait(retry.delay(attempt, retry_after), attempt)
+                attempt += 1
+                continue
+            break
         if page.status != 200:
             self.result.counts[f"http_{page.status}"] += 1
             return None
@@ -244,6 +260,11 @@ class Discoverer:
         if page.truncated:
             self.result.counts["bodies_truncated"] += 1
         return page.body
+
+    async def _wait(self, delay_s: float, attempt: int) -> None:
+        self.result.counts["retries"] += 1
+        logger.debug("retrying in %.2fs (attempt %d failed)", delay_s, attempt)
+        await asyncio.sleep(delay_s)
 
     async def _read_sitemaps(self, site: str) -> None:
         assert self._robots is not None, "_read_sitemaps called outside run()"

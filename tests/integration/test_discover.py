@@ -26,8 +26,9 @@ class Site:
     """A site whose robots.txt lists a sitemap index (one plain and one gzipped sitemap of 3,000 URLs each), a
     text sitemap and an RSS feed; ``robots`` replaces its robots.txt, ``(status, body)``."""
 
-    def __init__(self, robots: tuple[int, str] | None = None) -> None:
+    def __init__(self, robots: tuple[int, str] | None = None, *, flaky_sitemap: bool = False) -> None:
         self.robots = robots
+        self.flaky_sitemap = flaky_sitemap
         self.hits: list[tuple[float, str]] = []
 
     def app(self) -> web.Application:
@@ -58,6 +59,10 @@ class Site:
                 return web.Response(
                     text=f"<rss version='2.0'><channel>{items}</channel></rss>", content_type="text/xml"
                 )
+            if path == "/sitemap.xml" and self.flaky_sitemap:  # busy once, then there
+                if sum(1 for _, p in self.hits if p == path) == 1:
+                    return web.Response(status=503, headers={"Retry-After": "0"}, text="busy")
+                return web.Response(body=urlset(base, "flaky", 3), content_type="application/xml")
             if path == "/bomb.xml.gz":
                 return web.Response(body=gzip.compress(b" " * 50_000_000), content_type="application/gzip")
             if path.startswith("/page/"):
@@ -110,6 +115,16 @@ async def test_crawl_delay_spaces_a_sites_requests() -> None:
     assert len(starts) == 3  # depth 0 and 1 are fetched for links; depth 2 is only listed
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.15, gaps  # 0.2 s spacing, judged at the server
+
+
+async def test_failures_are_retried_as_in_stage_3() -> None:
+    site = Site(robots=(200, "User-agent: *\n"), flaky_sitemap=True)
+    enrich = EnrichConfig().replace(fetch={"backoff_base_s": 0.01, "backoff_cap_s": 0.05})
+    with ServerThread(site.app) as server:
+        result = (await discover([f"{server.url}/"], enrich=enrich, max_depth=0)).result
+    assert sorted(result.urls) == sorted([f"{server.url}/", *(f"{server.url}/flaky/{n}" for n in range(3))])
+    assert result.counts["retries"] == 1
+    assert [path for _, path in site.hits].count("/sitemap.xml") == 2
 
 
 async def test_private_addresses_are_refused_when_the_policy_says_so() -> None:
