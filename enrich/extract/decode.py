@@ -175,6 +175,9 @@ def decode_text(body: bytes, content_type_header: str | None = None) -> tuple[st
     (mapped the same way: a guessed ``euc_kr`` is read as ``cp949``); windows-1252 with replacement as the last
     resort. A declared charset the bytes do not fit is skipped, not applied with replacement characters. Returns
     the text and the encoding used.
+
+    Not w3lib's ``html_to_unicode``: it applies the first label found with replacement characters and has no
+    "valid UTF-8 wins" step, so a page sent in UTF-8 but labelled latin-1 (common) would come out as mojibake.
     """
     for bom, encoding in _BOMS:
         if body.startswith(bom):
