@@ -26,7 +26,7 @@ from crawler.async_engine.fetcher import (
     follow_location,
     translate_error,
 )
-from enrich.errors import FetchError
+from enrich.errors import FetchError, SinkError
 from enrich.policy import failure_message
 from enrich.record import FetchedPage, utc_now_iso
 from enrich.urls import redact_url
@@ -44,7 +44,8 @@ MAX_SITES = 10_000
 
 
 class PoliteFetcher:
-    """``await fetcher(url)``: the page at ``url`` after redirects, or a :class:`FetchError` saying why not.
+    """``await fetcher(url)``: the page at ``url`` after redirects, or a :class:`FetchError` saying why not (a
+    :class:`~enrich.errors.SinkError` from the WARC output passes untouched: it stops the run).
 
     Args:
         fetcher: the run's transport (entered by the engine for the run).
@@ -96,7 +97,7 @@ class PoliteFetcher:
                 )
             except RedirectProblem as exc:
                 raise FetchError(failure_message(1, exc.reason), url=redact_url(url)) from exc
-        raise FetchError(f"Too many redirects (more than {self._max_redirects})", url=url)
+        raise FetchError(f"Too many redirects (more than {self._max_redirects})", url=redact_url(url))
 
     async def _request(self, url: str, target: URL) -> Answer:
         hop = str(target)
@@ -118,6 +119,8 @@ class PoliteFetcher:
             try:
                 async with asyncio.timeout(self._timeout_s):
                     return await self._fetcher.request(target)
+            except SinkError:  # the WARC file cannot be written (an OSError, but no transport failure): stop the run
+                raise
             except TRANSPORT_ERRORS as exc:
                 reason = describe_error(exc, timeout_s=self._timeout_s)
                 raise translate_error(exc, url=redact_url(url), attempts=1, reason=reason) from exc
