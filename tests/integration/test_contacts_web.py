@@ -139,3 +139,15 @@ def test_contacts_flag_in_both_engines(tmp_path: Path, use_async: bool) -> None:
     assert (hits["nordic"]["/people"], hits["nordic"]["/contact/"], hits["nordic"]["/about"]) == (0, 1, 1)
     stats = json.loads(stats_file.read_text())
     assert stats["contact_pages_fetched"] == 5  # acme 2, schmidt /about, nordic /contact and /about (404)
+
+
+async def test_contact_pages_are_archived_with_the_run(tmp_path: Path) -> None:
+    from tests.warcs import read_exchanges
+
+    hits = {name: Counter[str]() for name in COMPANIES}
+    with companies_web(hits) as (acme, _, nordic):
+        sections = {"contacts": {"enabled": True}, "warc": {"dir": str(tmp_path / "warc")}}
+        await crawl([f"{acme}/products/1", f"{nordic}/"], sections=sections)
+    targets = {exchange.request.target for exchange in read_exchanges(tmp_path / "warc")}
+    # each hop of a contact page is an exchange of the run, like a page's: /contact's redirect and its target too
+    assert {f"{acme}/contact-us", f"{acme}/about", f"{nordic}/contact", f"{nordic}/contact/"} <= targets
