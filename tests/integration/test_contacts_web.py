@@ -7,6 +7,7 @@ site's contact, about and team pages, each contact page fetched once per site, r
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
@@ -151,3 +152,20 @@ async def test_contact_pages_are_archived_with_the_run(tmp_path: Path) -> None:
     targets = {exchange.request.target for exchange in read_exchanges(tmp_path / "warc")}
     # each hop of a contact page is an exchange of the run, like a page's: /contact's redirect and its target too
     assert {f"{acme}/contact-us", f"{acme}/about", f"{nordic}/contact", f"{nordic}/contact/"} <= targets
+
+
+async def test_a_hostile_page_costs_bounded_work_through_the_engine() -> None:
+    fakes = "".join(f'<a href="mailto:fake{i}@spam.example">x</a>' for i in range(100_000))
+    body = f"<html><body>{fakes}<p>{'a' * 1_000_000}@x.example {'(202) 555-01 ' * 50_000}</p></body></html>"
+    page = (200, body, {})
+    hits: Counter[str] = Counter()
+    with ServerThread(company_app({"/": page}, hits)) as server:
+        started = time.perf_counter()
+        records, _, _ = await crawl(
+            [f"{server.url}/"], sections={"contacts": {"enabled": True}, "fetch": {"max_response_bytes": 10_000_000}}
+        )
+        elapsed = time.perf_counter() - started
+    record = records[f"{server.url}/"]
+    assert record.error is None, record.error
+    assert len(record.contacts) == 50  # contacts.max_per_page
+    assert elapsed < 30, f"{elapsed:.1f}s"
