@@ -91,6 +91,7 @@ FLAG_KEYS: dict[str, str] = {
     "sqlite": "stages.enrichment.sqlite_path",
     "postgres": "stages.enrichment.postgres_dsn",
     "warc": "stages.enrichment.warc_dir",
+    "contacts": "stages.enrichment.contacts.enabled",
     "max_depth": "stages.discover.max_depth",
     "max_pages": "stages.discover.max_pages",
     "data_dir": "data_dir",
@@ -163,6 +164,12 @@ def _add_engine_groups(parser: argparse.ArgumentParser) -> None:
     nlp.add_argument("--nlp-workers", type=int, metavar="N", help="NLP worker threads or processes")
     nlp.add_argument("--nlp-batch-size", type=int, metavar="N", help="texts per spaCy nlp.pipe call")
     nlp.add_argument("--max-text-chars", type=int, metavar="N", help="characters of a text sent to the model")
+    nlp.add_argument(
+        "--contacts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="find emails, phone numbers and social profiles on each page and its site's contact/about/team pages",
+    )
 
     output = parser.add_argument_group("output")
     output.add_argument("--output", "-o", metavar="FILE", help="JSONL records ('-' for stdout)")
@@ -357,7 +364,7 @@ def run_discover(settings: EnvSettings, args: argparse.Namespace, err: TextIO) -
     from crawler.discover import Discoverer
 
     seeds = _seeds(settings, args)
-    discoverer = Discoverer.from_config(settings.discover, user_agent=settings.enrich.fetch.full_user_agent)
+    discoverer = Discoverer.from_config(settings.discover, enrich=settings.enrich)
     result = asyncio.run(discoverer.run(seeds))
     out = settings.discover_output
     _write_lines(out, iter(result.urls))
@@ -583,7 +590,7 @@ def run_enrich(
                 if state is not None:
                     state.close(complete=False)  # the Scrapy process opens it itself
                 figures, interrupted = _run_scrapy_engine(
-                    config, path, total, args, err, tmp, state.path if state is not None else None
+                    config, path, total, args, err, tmp, state.path.resolve() if state is not None else None
                 )
         finally:
             if state is not None:

@@ -1,29 +1,39 @@
 """Stage 1, discover: from seed URLs to a list of same-site URLs, through sitemaps and links.
 
-For every site of the seeds, robots.txt is read once (Protego): its ``Sitemap:`` lines and ``/sitemap.xml`` give
-URLs (sitemap indexes are followed, gzip is read), and its rules decide what may be fetched. Pages are then fetched
-breadth-first with aiohttp up to ``max_depth`` link hops from a seed, following only same-site links, until
-``max_pages`` URLs are known. Disallowed URLs are counted, not listed.
+For every site of the seeds, robots.txt is read once, with stage 3's policy (:class:`~enrich.policy.RobotsPolicy`:
+a 5xx or an unreachable robots.txt disallows the site for a while, a 4xx allows it): its ``Sitemap:`` lines and
+``/sitemap.xml`` give URLs (:mod:`crawler.sitemaps`: sitemap indexes followed, gzipped sitemaps, text sitemaps,
+RSS and Atom feeds), and its rules decide what may be fetched. Pages are then fetched breadth-first up to
+``max_depth`` link hops from a seed, following only same-site links, until ``max_pages`` URLs are known.
+Disallowed URLs are counted, not listed.
+
+Requests go through stage 3's fetcher and policies (:class:`~crawler.async_engine.polite.PoliteFetcher`): the
+address check (``politeness.allow_private_addresses``), robots.txt and its ``Crawl-delay`` (spacing a site's
+requests), at most ``politeness.per_domain_concurrency`` requests per site at once, redirects followed by hand with
+each hop checked, stage 3's retries (transport failures, 429 and 5xx, ``Retry-After``), and whole bodies read up
+to ``max_page_bytes`` (decompressed with a cap).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-import aiohttp
 import lxml.html
 from lxml import etree
-from protego import Protego
 from pydantic import BaseModel, ConfigDict, Field
 
-from enrich.errors import InvalidURLError
+from crawler.async_engine.fetcher import AiohttpFetcher
+from crawler.async_engine.polite import PoliteFetcher
+from crawler.sitemaps import parse_sitemap
+from enrich.config import EnrichConfig
+from enrich.errors import FetchError, InvalidURLError, RefusedError
 from enrich.extract.html import extract_links
+from enrich.policy import RetryPolicy, RobotsPolicy
 from enrich.urls import normalize_url
 
 if TYPE_CHECKING:
@@ -34,7 +44,6 @@ __all__ = ["DiscoverConfig", "DiscoverResult", "Discoverer"]
 logger = logging.getLogger(__name__)
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
-_SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 
 
 class DiscoverConfig(BaseModel):
@@ -72,59 +81,85 @@ def _site(url: str) -> str:
 
 
 class Discoverer:
-    """Runs the discover stage. Use :meth:`run`; it opens and closes its own HTTP session.
+    """Runs the discover stage. Use :meth:`run`; it opens and closes its own fetcher.
 
     Args:
         config: the stage settings.
-        user_agent: sent with every request and matched against robots.txt groups.
+        enrich: stage 3's settings, whose fetch and politeness policies discovery follows (its timeout, size cap
+            and concurrency are the stage's own).
     """
 
-    def __init__(self, *, config: DiscoverConfig, user_agent: str) -> None:
+    def __init__(self, *, config: DiscoverConfig, enrich: EnrichConfig) -> None:
         self._config = config
-        self._user_agent = user_agent
-        self._robots: dict[str, Protego | None] = {}
-        self._robots_lock = asyncio.Lock()
+        self._enrich = enrich.replace(
+            fetch={
+                "timeout_s": config.timeout,
+                "connect_timeout_s": min(config.timeout, enrich.fetch.connect_timeout_s),
+                "max_response_bytes": config.max_page_bytes,
+                "max_concurrency": config.concurrency,
+            },
+            politeness={"respect_robots": config.respect_robots},
+        )
         self._hosts: set[str] = set()
         self._known: set[str] = set()
         self._queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
-        self._session: aiohttp.ClientSession | None = None
+        self._fetch: PoliteFetcher | None = None
+        self._robots: RobotsPolicy | None = None
+        self._retry = RetryPolicy.from_config(self._enrich.fetch)
         self.result = DiscoverResult()
 
     @classmethod
-    def from_config(cls, config: DiscoverConfig, *, user_agent: str) -> Discoverer:
-        return cls(config=config, user_agent=user_agent)
+    def from_config(cls, config: DiscoverConfig, *, enrich: EnrichConfig | None = None) -> Discoverer:
+        return cls(config=config, enrich=enrich or EnrichConfig())
 
     async def run(self, seeds: Iterable[str]) -> DiscoverResult:
         """Discover from ``seeds``; invalid seeds are counted under ``invalid_seed``."""
-        cfg = self._config
-        timeout = aiohttp.ClientTimeout(total=cfg.timeout)
-        headers = {"User-Agent": self._user_agent}
-        connector = aiohttp.TCPConnector(limit=cfg.concurrency)
-        async with aiohttp.ClientSession(timeout=timeout, headers=headers, connector=connector) as session:
-            self._session = session
-            valid: list[str] = []
-            for seed in seeds:
-                try:
-                    url = normalize_url(seed)
-                except InvalidURLError:
-                    self.result.counts["invalid_seed"] += 1
-                    logger.warning("skipping invalid seed %r", seed)
-                    continue
-                self._hosts.add((urlsplit(url).hostname or "").lower())
-                valid.append(url)
-            for url in valid:
-                await self._add(url, 0)
-            if cfg.use_sitemaps:
-                for site in dict.fromkeys(_site(u) for u in valid):
-                    await self._read_sitemaps(site)
-            workers = [asyncio.create_task(self._worker()) for _ in range(cfg.concurrency)]
+        cfg, enrich = self._config, self._enrich
+        fetcher = AiohttpFetcher.from_config(enrich.fetch, politeness=enrich.politeness)
+        # robots.txt is always read (its Sitemap: lines); its rules apply when respect_robots is on
+        robots = self._robots = RobotsPolicy(
+            fetch_robots=fetcher.fetch_robots,
+            user_agent=enrich.fetch.full_user_agent,
+            max_crawl_delay_s=enrich.politeness.max_crawl_delay_s,
+        )
+        self._fetch = PoliteFetcher(
+            fetcher=fetcher,
+            robots=robots if cfg.respect_robots else None,
+            max_redirects=enrich.fetch.max_redirects,
+            timeout_s=cfg.timeout,
+            per_site=enrich.politeness.per_domain_concurrency,
+        )
+        async with fetcher:
             try:
-                await self._queue.join()
+                await self._discover(seeds)
             finally:
-                for worker in workers:
-                    worker.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
+                await robots.close()
         return self.result
+
+    async def _discover(self, seeds: Iterable[str]) -> None:
+        cfg = self._config
+        valid: list[str] = []
+        for seed in seeds:
+            try:
+                url = normalize_url(seed)
+            except InvalidURLError:
+                self.result.counts["invalid_seed"] += 1
+                logger.warning("skipping invalid seed %r", seed)
+                continue
+            self._hosts.add((urlsplit(url).hostname or "").lower())
+            valid.append(url)
+        for url in valid:
+            await self._add(url, 0)
+        if cfg.use_sitemaps:
+            for site in dict.fromkeys(_site(u) for u in valid):
+                await self._read_sitemaps(site)
+        workers = [asyncio.create_task(self._worker()) for _ in range(cfg.concurrency)]
+        try:
+            await self._queue.join()
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
 
     def _same_site(self, url: str) -> bool:
         host = (urlsplit(url).hostname or "").lower()
@@ -135,15 +170,8 @@ class Discoverer:
     async def _allowed(self, url: str) -> bool:
         if not self._config.respect_robots:
             return True
-        robots = await self._robots_for(_site(url))
-        return robots is None or bool(robots.can_fetch(url, self._user_agent))
-
-    async def _robots_for(self, site: str) -> Protego | None:
-        async with self._robots_lock:
-            if site not in self._robots:
-                body = await self._get(site + "/robots.txt", expect=None)
-                self._robots[site] = Protego.parse(body.decode("utf-8", "replace")) if body is not None else None
-            return self._robots[site]
+        assert self._robots is not None, "_allowed called outside run()"
+        return await self._robots.check(url) is None
 
     async def _add(self, url: str, depth: int) -> None:
         """List ``url`` (if new, same-site and allowed) and queue it for link-following."""
@@ -196,28 +224,51 @@ class Discoverer:
         return links
 
     async def _get(self, url: str, *, expect: tuple[str, ...] | None) -> bytes | None:
-        """The body of a 200 response whose type starts with one of ``expect`` (any if None), else None."""
-        assert self._session is not None, "_get called outside run()"
-        try:
-            async with self._session.get(url, allow_redirects=True) as response:
-                if response.status != 200:
-                    self.result.counts[f"http_{response.status}"] += 1
-                    return None
-                content_type = response.headers.get("Content-Type", "").lower()
-                if expect is not None and not content_type.startswith(expect):
-                    self.result.counts["not_html"] += 1
-                    return None
-                return await response.content.read(self._config.max_page_bytes)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.result.counts["fetch_errors"] += 1
-            logger.info("cannot fetch %s: %s", url, exc)
+        """The whole body (up to the size cap) of a 200 answer whose type starts with one of ``expect`` (any if
+        None), after redirects and retries (stage 3's retry policy: transport failures, 429, 5xx, ``Retry-After``
+        up to its cap); else None, counted."""
+        assert self._fetch is not None, "_get called outside run()"
+        retry = self._retry
+        attempt = 1
+        while True:
+            try:
+                page = await self._fetch(url)
+            except RefusedError as exc:  # robots.txt or the address policy, on the URL or a redirect hop
+                self.result.counts["refused"] += 1
+                logger.info("not fetched: %s", exc)
+                return None
+            except FetchError as exc:
+                if retry.should_retry(None, exc, attempt):
+                    await self._wait(retry.delay(attempt), attempt)
+                    attempt += 1
+                    continue
+                self.result.counts["fetch_errors"] += 1
+                logger.info("cannot fetch %s: %s", url, exc)
+                return None
+            retry_after = page.headers.get("retry-after")
+            if retry.should_retry(page.status, None, attempt) and retry.too_long(retry_after) is None:
+                await self._wait(retry.delay(attempt, retry_after), attempt)
+                attempt += 1
+                continue
+            break
+        if page.status != 200:
+            self.result.counts[f"http_{page.status}"] += 1
             return None
+        if expect is not None and not (page.content_type or "").startswith(expect):
+            self.result.counts["not_html"] += 1
+            return None
+        if page.truncated:
+            self.result.counts["bodies_truncated"] += 1
+        return page.body
+
+    async def _wait(self, delay_s: float, attempt: int) -> None:
+        self.result.counts["retries"] += 1
+        logger.debug("retrying in %.2fs (attempt %d failed)", delay_s, attempt)
+        await asyncio.sleep(delay_s)
 
     async def _read_sitemaps(self, site: str) -> None:
-        pending = [site + "/sitemap.xml"]
-        robots = await self._robots_for(site)
-        if robots is not None:
-            pending = [*robots.sitemaps, *pending]
+        assert self._robots is not None, "_read_sitemaps called outside run()"
+        pending = [*(await self._robots.sitemaps(site + "/")), site + "/sitemap.xml"]
         seen: set[str] = set()
         while pending and len(seen) < self._config.max_sitemaps:
             sitemap = pending.pop(0)
@@ -227,28 +278,16 @@ class Discoverer:
             body = await self._get(sitemap, expect=None)
             if body is None:
                 continue
+            content = parse_sitemap(body, sitemap, max_bytes=self._config.max_page_bytes)
+            if content.kind == "invalid":
+                self.result.counts["invalid_sitemaps"] += 1
+                continue
             self.result.counts["sitemaps_read"] += 1
-            children, urls = _parse_sitemap(body, sitemap)
-            pending.extend(children)
-            for url in urls:
+            if content.truncated:
+                self.result.counts["sitemaps_truncated"] += 1
+            pending.extend(content.sitemaps)
+            for url in content.urls:
                 try:
                     await self._add(normalize_url(url), 0)
                 except InvalidURLError:
                     self.result.counts["invalid_sitemap_url"] += 1
-
-
-def _parse_sitemap(body: bytes, base: str) -> tuple[list[str], list[str]]:
-    """(child sitemaps, page URLs) of a sitemap or sitemap index; gzip-compressed bodies are accepted."""
-    if body[:2] == b"\x1f\x8b":
-        try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError):
-            return [], []
-    try:
-        root = etree.fromstring(body, parser=etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError:
-        return [], []
-    locs = [urljoin(base, (el.text or "").strip()) for el in root.iter(f"{_SITEMAP_NS}loc", "loc")]
-    if etree.QName(root).localname == "sitemapindex":
-        return locs, []
-    return [], locs

@@ -236,7 +236,6 @@ def _run_async_worker(
     config: EnrichConfig, client: redis.Redis, args: argparse.Namespace, name: str
 ) -> tuple[dict[str, Any], bool]:
     from crawler.async_engine import AsyncEnrichmentProcessor
-    from enrich.pipeline import build_stages
 
     queue = WorkQueue(
         client, args.job, worker=name, lease_timeout_s=args.lease_timeout, max_deliveries=args.max_deliveries
@@ -247,10 +246,13 @@ def _run_async_worker(
 
     async def go() -> dict[str, Any]:
         queue.register()
-        stages = build_stages(
-            config, sinks=worker_sinks(config, jsonl=args.output is not None), acknowledge=feed.acknowledge
+        processor = AsyncEnrichmentProcessor.from_config(
+            config,
+            sinks=worker_sinks(config, jsonl=args.output is not None),
+            acknowledge=feed.acknowledge,
+            gate=gate,
+            progress_interval_s=30,
         )
-        processor = AsyncEnrichmentProcessor.from_config(config, stages=stages, gate=gate, progress_interval_s=30)
         metrics = start_async_metrics(args, processor)
 
         def stop() -> None:

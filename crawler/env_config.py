@@ -105,6 +105,13 @@ ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     "postgres_dsn": ("output", "postgres_dsn"),
     "warc_dir": ("warc", "dir"),
     "warc_max_mb": ("warc", "max_mb"),
+    # contacts (the optional stage)
+    "contacts.enabled": ("contacts", "enabled"),
+    "contacts.default_region": ("contacts", "default_region"),
+    "contacts.max_site_pages": ("contacts", "max_site_pages"),
+    "contacts.max_per_page": ("contacts", "max_per_page"),
+    "contacts.max_per_record": ("contacts", "max_per_record"),
+    "contacts.max_sites": ("contacts", "max_sites"),
 }
 """YAML key under ``stages.enrichment`` (dotted for nested groups) -> (EnrichConfig section, field)."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import phonenumbers
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -17,6 +18,7 @@ from enrich.errors import ConfigError
 
 __all__ = [
     "AIMDConfig",
+    "ContactsConfig",
     "EnrichConfig",
     "ExtractConfig",
     "FetchConfig",
@@ -142,6 +144,30 @@ class NLPConfig(_Frozen):
     detect_language: bool = Field(True, description="Detect the language when the page does not declare it.")
 
 
+class ContactsConfig(_Frozen):
+    """The optional contacts stage: emails, phone numbers and social profiles of each page and of its site's
+    contact, about and team pages (:mod:`enrich.contacts`)."""
+
+    enabled: bool = Field(False, description="Run the contacts stage (--contacts).")
+    default_region: str = Field(
+        "US", description="Region (ISO 3166-1 alpha-2) of phone numbers written without a country code."
+    )
+    max_site_pages: int = Field(
+        4, ge=0, le=50, description="Contact/about/team pages fetched per site (once per run, then cached)."
+    )
+    max_per_page: int = Field(50, ge=1, le=10_000, description="Contacts kept per page.")
+    max_per_record: int = Field(100, ge=1, le=10_000, description="Contacts kept per record (page and site).")
+    max_sites: int = Field(10_000, ge=1, description="Sites whose contacts are kept in memory (least recent go).")
+
+    @field_validator("default_region")
+    @classmethod
+    def _check_region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}; use a two-letter country code such as US, GB, DE")
+        return region
+
+
 class OutputConfig(_Frozen):
     """Where and how records are written."""
 
@@ -194,6 +220,7 @@ class EnrichConfig(_Frozen):
     nlp: NLPConfig = NLPConfig()
     output: OutputConfig = OutputConfig()
     warc: WarcConfig = WarcConfig()
+    contacts: ContactsConfig = ContactsConfig()
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> EnrichConfig:

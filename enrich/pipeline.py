@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from enrich.contacts import ContactStage
 from enrich.extract.stage import ExtractStage
 from enrich.nlp import NLPStage
 from enrich.nlp_cache import NLPCache
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from enrich.config import EnrichConfig, OutputConfig
+    from enrich.contacts import ContactFetch
     from enrich.stages import Stage, WorkItem
     from enrich.state import CrawlState
 
@@ -43,14 +45,22 @@ def build_stages(
     sinks: Sequence[Sink] | None = None,
     state: CrawlState | None = None,
     acknowledge: Callable[[Sequence[WorkItem]], Awaitable[None]] | None = None,
+    contact_fetch: ContactFetch | None = None,
 ) -> list[Stage]:
-    """Extraction, then NLP (a no-op when disabled), then the sinks (from the config unless given).
+    """Contacts (when ``contacts.enabled``), extraction, then NLP (a no-op when disabled), then the sinks (from
+    the config unless given).
 
     With a crawl ``state``: extraction reuses the stored record of an unchanged page in a recrawl, NLP analyses are
     kept in the state, and each batch the sinks have written is committed to it (with the JSONL output's length).
     ``acknowledge`` is called with each written batch after that (a distributed worker acknowledges its URLs).
+    ``contact_fetch`` is the engine's fetch of a site's contact pages; without it the contacts stage looks at each
+    page alone.
     """
+    contacts: list[Stage] = []
+    if config.contacts.enabled:
+        contacts.append(ContactStage.from_config(config, fetch=contact_fetch))
     return [
+        *contacts,
         ExtractStage(config=config.extract, state=state),
         NLPStage(config=config.nlp, store=state),
         build_sink_stage(config, sinks=sinks, state=state, acknowledge=acknowledge),
@@ -111,6 +121,8 @@ def run_figures(stages: Sequence[Stage], state: CrawlState | None) -> dict[str, 
         if timed and getattr(stage, "enabled", True):
             busy[stage.name] = round(getattr(stage, "busy_s", 0.0), 3)
             workers[stage.name] = getattr(stage, "workers", 1)
+        if isinstance(stage, ContactStage):
+            figures.update(stage.figures())
         cache = getattr(stage, "cache", None)
         if isinstance(cache, NLPCache) and cache.hits + cache.misses:
             figures["nlp_cache_hits"] = cache.hits

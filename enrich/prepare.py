@@ -1,8 +1,9 @@
 """Stage 2, prepare: turn a raw URL list into a clean one, and say what was dropped and why.
 
-Each URL is normalized (:func:`enrich.urls.normalize_url`: scheme and host case, default port, fragment, tracking
-parameters), then filtered by scheme, domain (allow and deny lists) and path extension, then de-duplicated on its
-normalized form. Every input entry ends up either kept or counted under one :class:`DropReason`.
+Each URL is normalized (:func:`enrich.urls.normalize_url`, w3lib's ``canonicalize_url``: scheme and host case,
+IDN hosts, default port, fragment, escapes, query order, tracking parameters), then filtered by scheme, domain
+(allow and deny lists) and path extension, then de-duplicated on its normalized form. Every input entry ends up
+either kept or counted under one :class:`DropReason`.
 
 Engine-agnostic: no I/O besides what the caller iterates; the command line reads and writes the files.
 """
@@ -88,7 +89,12 @@ class DropReason(StrEnum):
 
 
 def _domain(value: str) -> str:
-    return value.strip().lower().lstrip("*").lstrip(".").rstrip(".")
+    """A domain as normalized hosts are written: lower case, IDN in its IDNA (``xn--``) form."""
+    domain = value.strip().lower().lstrip("*").lstrip(".").rstrip(".")
+    try:
+        return domain.encode("idna").decode("ascii") if domain else domain
+    except UnicodeError as exc:
+        raise ValueError(f"invalid domain {value!r}: {exc}") from exc
 
 
 def _extension(value: str) -> str:

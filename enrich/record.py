@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "RECORD_FIELDS",
     "SCHEMA_PATH",
+    "Contact",
     "Entity",
     "ErrorInfo",
     "FetchedPage",
@@ -62,6 +63,23 @@ class Entity:
 
 
 @dataclass(slots=True, frozen=True)
+class Contact:
+    """A way to reach the people behind a site, found by the contacts stage (:mod:`enrich.contacts`).
+
+    ``type`` is ``email`` (lower case), ``phone`` (E.164, e.g. ``+14155552671``) or ``social`` (a profile URL,
+    ``network`` naming the service); ``source`` is the URL of the page it was found on.
+    """
+
+    type: str
+    value: str
+    source: str
+    network: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"type": self.type, "value": self.value, "source": self.source, "network": self.network}
+
+
+@dataclass(slots=True, frozen=True)
 class ErrorInfo:
     """Why a record is incomplete: the error type, a message for people, and the step that failed."""
 
@@ -99,6 +117,8 @@ class Record:
     page_count: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     links: list[str] = field(default_factory=list)
+    contacts: list[Contact] = field(default_factory=list)
+    """Emails, phone numbers and social profiles of the page and its site (the optional contacts stage)."""
     entities: list[Entity] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
     summary: str | None = None
@@ -120,6 +140,8 @@ class Record:
             value = getattr(self, name)
             if name == "entities":
                 value = [{"text": e.text, "label": e.label, "count": e.count} for e in value]
+            elif name == "contacts":
+                value = [c.to_dict() for c in value]
             elif name == "error" and value is not None:
                 value = {"type": value.type, "message": value.message, "stage": value.stage}
             out[name] = value
@@ -129,6 +151,7 @@ class Record:
     def from_dict(cls, data: dict[str, Any]) -> Record:
         values = dict(data)
         values["entities"] = [Entity(**e) for e in values.get("entities") or []]
+        values["contacts"] = [Contact(**c) for c in values.get("contacts") or []]
         if values.get("error") is not None:
             values["error"] = ErrorInfo(**values["error"])
         return cls(**{k: v for k, v in values.items() if k in RECORD_FIELDS})

@@ -14,7 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+from w3lib.url import canonicalize_url
 
 from enrich.errors import ConfigError, EnrichError, InvalidURLError
 from enrich.record import repair_text
@@ -116,22 +118,45 @@ def validate_url(url: str) -> str:
 
 
 def normalize_url(url: str, *, strip_tracking: bool = True) -> str:
-    """A canonical form for de-duplication: lower-case scheme and host, no default port, no fragment,
-    ``/`` for an empty path, percent-encoding normalized, tracking parameters removed, query order kept.
+    """A canonical form for de-duplication that means what the URL meant.
+
+    w3lib's :func:`~w3lib.url.canonicalize_url` does the work: lower-case scheme and host (IDN hosts in their
+    IDNA form), ``/`` for an empty path, ``.``/``..`` segments resolved, percent-escapes normalized without
+    changing meaning (``%7E`` becomes ``~`` and ``%2f`` becomes ``%2F``, but ``%2F`` stays ``%2F`` and ``%25``
+    stays ``%25``; an ``&`` escaped in a query value stays escaped), query arguments sorted (blank ones kept,
+    ``?a`` written ``?a=``), fragment dropped. On top of it: credentials removed (:func:`validate_url`), a default
+    port and a trailing dot in the host dropped, and tracking parameters (``utm_*``, ``gclid``...) removed when
+    ``strip_tracking``.
+
+    Raises:
+        InvalidURLError: the URL cannot be fetched (see :func:`validate_url`).
     """
-    parts = urlsplit(validate_url(url))
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower().rstrip(".")
+    safe = validate_url(url)
+    if strip_tracking:
+        safe = _without_tracking(safe)
+    try:
+        parts = urlsplit(canonicalize_url(safe))
+        host, port = (parts.hostname or "").rstrip("."), parts.port
+    except (ValueError, UnicodeError) as exc:
+        raise InvalidURLError(f"malformed URL: {exc}", url=safe) from exc
     if ":" in host:
         host = f"[{host}]"
-    port = parts.port
-    netloc = host if port is None or (scheme, port) in {("http", 80), ("https", 443)} else f"{host}:{port}"
-    path = quote(unquote(parts.path), safe="/%:@!$&'()*+,;=~-._") or "/"
-    query_pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if strip_tracking:
-        query_pairs = [(k, v) for k, v in query_pairs if k.lower() not in TRACKING_PARAMS]
-    query = urlencode(query_pairs, doseq=True) if query_pairs else ""
-    return urlunsplit((scheme, netloc, path, query, ""))
+    netloc = host if port is None or (parts.scheme, port) in _DEFAULT_PORTS else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+_DEFAULT_PORTS = frozenset({("http", 80), ("https", 443)})
+
+
+def _without_tracking(url: str) -> str:
+    """``url`` without the query arguments named in :data:`TRACKING_PARAMS` (any case); the other arguments are
+    kept byte for byte, so their escapes mean what they meant."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    args = parts.query.split("&")
+    kept = [arg for arg in args if unquote_plus(arg.split("=", 1)[0]).lower() not in TRACKING_PARAMS]
+    return url if len(kept) == len(args) else urlunsplit(parts._replace(query="&".join(kept)))
 
 
 @dataclass(slots=True, frozen=True)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from crawler.async_engine.crawl import Job, JobCodec, RequestRunner
 from crawler.async_engine.fetcher import AiohttpFetcher
+from crawler.async_engine.polite import PoliteFetcher
 from enrich.config import EnrichConfig, NLPConfig
 from enrich.errors import SinkError
 from enrich.frontier import Frontier
@@ -41,7 +42,7 @@ from enrich.urls import InputURL, read_urls
 from enrich.warc import WarcWriter
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
+    from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Sequence
 
     from enrich.frontier import Lease, SiteGate
     from enrich.record import Record
@@ -158,6 +159,7 @@ class AsyncEnrichmentProcessor:
         clock: Callable[[], float] = time.monotonic,
         state: CrawlState | None = None,
         gate: SiteGate | None = None,
+        acknowledge: Callable[[Sequence[WorkItem]], Awaitable[None]] | None = None,
     ) -> AsyncEnrichmentProcessor:
         """The standard engine for a config: stages from :func:`build_stages`, aiohttp fetcher, frontier.
 
@@ -170,16 +172,25 @@ class AsyncEnrichmentProcessor:
             clock: monotonic seconds for the frontier and the stats.
             state: the job's crawl state (see :class:`AsyncEnrichmentProcessor`).
             gate: per-site permits shared with other workers (a distributed job), asked before each request.
+            acknowledge: called with each batch the sinks have written (a distributed worker acknowledges its URLs).
         """
         fetcher = AiohttpFetcher.from_config(
             config.fetch, politeness=config.politeness, warc=WarcWriter.from_config(config)
         )
         robots = RobotsPolicy.from_config(config.politeness, config.fetch, fetch_robots=fetcher.fetch_robots)
+        contacts = PoliteFetcher(
+            fetcher=fetcher,
+            robots=robots,
+            max_redirects=min(config.fetch.max_redirects, 5),
+            timeout_s=config.fetch.timeout_s,
+        )
         nlp = config.nlp
         # Enough items in the stages at once for the NLP stage to fill its batches on every worker.
         stage_workers = max(4, 2 * nlp.batch_size * nlp.workers) if nlp.enabled else max(4, 2 * config.extract.workers)
         return cls(
-            stages=stages if stages is not None else build_stages(config, sinks=sinks, state=state),
+            stages=stages
+            if stages is not None
+            else build_stages(config, sinks=sinks, state=state, contact_fetch=contacts, acknowledge=acknowledge),
             fetcher=fetcher,
             # a distributed worker reads ahead from the job's queue, not into a spill file: the rest is other workers'
             frontier=Frontier.from_config(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from crawler.scrapy_mode.bodies import CappedHttpCompressionMiddleware, SizeCapMiddleware
+from crawler.scrapy_mode.contacts import ContactPipeline
 from crawler.scrapy_mode.middlewares import BackoffRetryMiddleware, PolicyMiddleware
 from crawler.scrapy_mode.pipelines import ExtractPipeline, NLPPipeline, SinkPipeline
 from crawler.scrapy_mode.scheduler import FrontierScheduler
@@ -165,7 +166,7 @@ the CLI's ``--metrics-textfile``); none by default."""
 
 # --- Item pipelines -------------------------------------------------------------------------------------------------
 
-ITEM_PIPELINES = {ExtractPipeline: 100, NLPPipeline: 200, SinkPipeline: 300}
+ITEM_PIPELINES = {ContactPipeline: 50, ExtractPipeline: 100, NLPPipeline: 200, SinkPipeline: 300}
 
 # --- Reading and writing the ENRICH_* settings ---------------------------------------------------------------------
 

@@ -7,8 +7,9 @@ import re
 from enum import StrEnum
 
 from charset_normalizer import from_bytes
+from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, resolve_encoding
 
-__all__ = ["Kind", "decode_text", "sniff_kind"]
+__all__ = ["Kind", "declared_encodings", "decode_text", "sniff_kind"]
 
 
 class Kind(StrEnum):
@@ -118,7 +119,6 @@ _WESTERN_SINGLE_BYTE = frozenset(
         "mac_latin2",
     }
 )
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -128,30 +128,56 @@ _BOMS = (
 )
 
 
-def _normalize_encoding(name: str | None) -> str | None:
-    if not name:
-        return None
-    try:
-        canonical = codecs.lookup(name.strip().strip("\"'")).name
-    except LookupError:
-        return None
-    # Browsers decode latin-1 labels as windows-1252 (WHATWG Encoding); so do we.
-    return "cp1252" if canonical in {"latin-1", "iso8859-1", "ascii"} else canonical
+def _gb18030_euro(exc: UnicodeError) -> tuple[str, int]:
+    """The WHATWG GB18030 decoder reads a lone 0x80 as the euro sign (as GBK did); Python's codec refuses it.
+    Any other undecodable byte still fails the strict decode."""
+    if isinstance(exc, UnicodeDecodeError) and exc.object[exc.start] == 0x80:
+        return "\u20ac", exc.start + 1
+    raise exc
 
 
-def _charset_param(content_type_header: str | None) -> str | None:
-    if not content_type_header:
-        return None
-    match = re.search(r"charset\s*=\s*[\"']?([^\s;\"']+)", content_type_header, re.IGNORECASE)
-    return match.group(1) if match else None
+codecs.register_error("enrich_gb18030_euro", _gb18030_euro)
+
+
+def declared_encodings(body: bytes, content_type_header: str | None = None) -> list[str]:
+    """The encodings the ``Content-Type`` header and then the document (``<meta charset>``, ``<meta http-equiv>``,
+    ``<?xml encoding?>``, before ``<body>``) declare, as Python codec names, labels mapped as browsers map them
+    (WHATWG Encoding): ``gb2312``/``gbk`` mean GB18030, ``shift_jis`` windows-31j (``cp932``), ``euc-kr``
+    windows-949 (``cp949``), ``iso-8859-1``/``latin1``/``ascii`` windows-1252, ``iso-8859-9`` windows-1254,
+    ``tis-620`` windows-874, ``big5`` Big5-HKSCS. Unknown labels and UTF-7 are left out.
+
+    w3lib finds and maps the labels (:func:`~w3lib.encoding.http_content_type_encoding`,
+    :func:`~w3lib.encoding.html_body_declared_encoding`, :func:`~w3lib.encoding.resolve_encoding`). Two WHATWG
+    rules it leaves to callers are applied here: a ``utf-16`` label in the header means UTF-16LE, and a document
+    that declares UTF-16 or UTF-32 in ASCII markup is not in it (browsers read it as UTF-8).
+    """
+    found: list[str] = []
+    header = http_content_type_encoding(content_type_header)
+    if header is not None:
+        found.append(f"{header}-le" if header in {"utf-16", "utf-32"} else header)
+    document = html_body_declared_encoding(body[:4096])
+    if document is not None:
+        found.append("utf-8" if document.startswith(("utf-16", "utf-32")) else document)
+    return list(dict.fromkeys(found))
+
+
+def _decode_strict(body: bytes, encoding: str) -> str:
+    errors = "enrich_gb18030_euro" if encoding == "gb18030" else "strict"
+    return body.decode(encoding, errors)
 
 
 def decode_text(body: bytes, content_type_header: str | None = None) -> tuple[str, str]:
     """Decode a text body whose declared charset may be wrong or missing.
 
     Order: a BOM; UTF-8 when the bytes are valid UTF-8 (a legacy charset almost never is, so this corrects the
-    common "declared latin-1, sent UTF-8" lie); the header's charset; the ``<meta>`` charset; a statistical guess;
-    windows-1252 with replacement as the last resort. Returns the text and the encoding used.
+    common "declared latin-1, sent UTF-8" lie); the header's charset; the document's (:func:`declared_encodings`:
+    labels mapped as browsers map them, so a ``gb2312`` page using a GBK character decodes); a statistical guess
+    (mapped the same way: a guessed ``euc_kr`` is read as ``cp949``); windows-1252 with replacement as the last
+    resort. A declared charset the bytes do not fit is skipped, not applied with replacement characters. Returns
+    the text and the encoding used.
+
+    Not w3lib's ``html_to_unicode``: it applies the first label found with replacement characters and has no
+    "valid UTF-8 wins" step, so a page sent in UTF-8 but labelled latin-1 (common) would come out as mojibake.
     """
     for bom, encoding in _BOMS:
         if body.startswith(bom):
@@ -160,19 +186,16 @@ def decode_text(body: bytes, content_type_header: str | None = None) -> tuple[st
         return body.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
-    meta = _META_CHARSET.search(body[:4096])
-    declared = (_charset_param(content_type_header), meta.group(1).decode("ascii", "ignore") if meta else None)
-    for candidate in declared:
-        declared_encoding = _normalize_encoding(candidate)
-        if declared_encoding and declared_encoding != "utf-8":
+    for declared in declared_encodings(body, content_type_header):
+        if declared != "utf-8":
             try:
-                return body.decode(declared_encoding), declared_encoding
+                return _decode_strict(body, declared), declared
             except (UnicodeDecodeError, LookupError):
                 continue
     best = from_bytes(body[:65536]).best()
     if best is not None and best.encoding:
         # Statistical guesses often confuse the Western single-byte charsets with one another (cp1257 for
         # French); windows-1252 is by far the most common of them on the web, so it wins within that family.
-        guess = "cp1252" if best.encoding in _WESTERN_SINGLE_BYTE else best.encoding
+        guess = "cp1252" if best.encoding in _WESTERN_SINGLE_BYTE else resolve_encoding(best.encoding) or best.encoding
         return body.decode(guess, errors="replace"), guess
     return body.decode("cp1252", errors="replace"), "cp1252"

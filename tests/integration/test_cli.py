@@ -217,6 +217,9 @@ def test_stage_all_runs_one_two_three(site: str, tmp_path: Path, use_async: bool
     assert all(r["entities"] in (None, []) for r in records)  # NLP off
     for title in ("Stage 1: discover", "Stage 2: prepare", "Stage 3: enrich"):
         assert title in result.stderr
+    # the job's state is under the data folder the user named, relative to where they ran the command (the Scrapy
+    # process runs from the checkout: a relative path handed to it used to land there)
+    assert list((tmp_path / "work/state").glob("*.sqlite"))
 
 
 def test_stage3_reads_stage2_output_by_default(site: str, tmp_path: Path) -> None:

@@ -56,6 +56,37 @@ def test_domain_allow_and_deny_lists_match_subdomains() -> None:
     assert preparer.report.dropped == {DropReason.DOMAIN_NOT_ALLOWED: 1, DropReason.DOMAIN_DENIED: 1}
 
 
+def test_idn_domains_match_whichever_way_they_are_written() -> None:
+    urls = ["https://bücher.example/a", "https://xn--bcher-kva.example/b", "https://shop.BÜCHER.example/c"]
+    kept, _ = prepare(urls, allow_domains=["Bücher.example"])
+    assert kept == [
+        "https://xn--bcher-kva.example/a",
+        "https://xn--bcher-kva.example/b",
+        "https://shop.xn--bcher-kva.example/c",
+    ]
+    kept, _ = prepare(urls, deny_domains=["xn--bcher-kva.example"])
+    assert kept == []
+
+
+def test_dedup_keeps_urls_that_differ_in_meaning() -> None:
+    urls = [
+        "https://e.org/a%2Fb",
+        "https://e.org/a/b",
+        "https://e.org/%25b",
+        "https://e.org/?q=a%26b",
+        "https://e.org/?q=a&b",
+    ]
+    kept, preparer = prepare([*urls, "https://e.org/a%2fb", "https://e.org/?b=&q=a"])
+    assert kept == [
+        "https://e.org/a%2Fb",
+        "https://e.org/a/b",
+        "https://e.org/%25b",
+        "https://e.org/?q=a%26b",
+        "https://e.org/?b=&q=a",
+    ]
+    assert preparer.report.dropped == {DropReason.DUPLICATE: 2}
+
+
 def test_skipped_extensions_unless_allowed() -> None:
     urls = [
         "https://e.org/site.css",

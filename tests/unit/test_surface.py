@@ -55,6 +55,7 @@ EXPECTED_SUBMODULE_NAMES = {
         "WarcConfig",
         "config_error_message",
     },
+    "enrich.contacts": {"ContactFetch", "ContactStage"},
     "enrich.errors": {"FetchTimeoutError"},
     "enrich.metrics": {"RunMetrics"},
     "enrich.report": {"render_report", "render_reports"},

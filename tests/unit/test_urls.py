@@ -79,28 +79,61 @@ def test_invalid_url_error_never_shows_credentials() -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
+        # scheme and host case, default ports, trailing dot, empty path, fragment
         ("HTTP://Example.COM/Path", "http://example.com/Path"),
         ("http://example.com:80/a", "http://example.com/a"),
         ("https://example.com:443", "https://example.com/"),
+        ("https://example.com:80/a", "https://example.com:80/a"),  # 80 is not https's default
+        ("http://example.com:443/a", "http://example.com:443/a"),
         ("https://example.com:8443/a", "https://example.com:8443/a"),
         ("http://example.com./a", "http://example.com/a"),
         ("http://example.com/a#section", "http://example.com/a"),
+        ("http://example.com/a/./b/../c", "http://example.com/a/c"),
+        # percent-escapes: unreserved ones decoded, case normalized, meaningful ones kept
         ("http://example.com/%7Euser/a%20b", "http://example.com/~user/a%20b"),
-        ("http://example.com/?utm_source=x&b=2&a=1&fbclid=y", "http://example.com/?b=2&a=1"),
+        ("http://example.com/%41%42c", "http://example.com/ABc"),
+        ("http://example.com/a%2Fb", "http://example.com/a%2Fb"),  # an escaped slash is not a path separator
+        ("http://example.com/a%2fb", "http://example.com/a%2Fb"),
+        ("http://example.com/%25b", "http://example.com/%25b"),  # "%b" would be a broken escape
+        ("http://example.com/?q=%25b", "http://example.com/?q=%25b"),
+        ("http://example.com/?q=a%26b&r=1", "http://example.com/?q=a%26b&r=1"),  # "&" inside a value
+        ("http://example.com/?q=a%3Db", "http://example.com/?q=a%3Db"),
+        ("http://example.com/?q=%2B", "http://example.com/?q=%2B"),  # "+" is a space, "%2B" a plus
+        ("http://example.com/caf%E9", "http://example.com/caf%E9"),  # not UTF-8: kept as sent
+        ("http://example.com/café?q=é", "http://example.com/caf%C3%A9?q=%C3%A9"),
+        # IDN hosts: one form whichever way they were written
+        ("http://Bücher.example/", "http://xn--bcher-kva.example/"),
+        ("http://xn--bcher-kva.example/", "http://xn--bcher-kva.example/"),
+        ("https://例え.テスト:443/パス", "https://xn--r8jz45g.xn--zckzah/%E3%83%91%E3%82%B9"),
+        # query: sorted, blank values kept, empty arguments dropped, tracking parameters removed
+        ("http://example.com/?b=2&a=1", "http://example.com/?a=1&b=2"),
+        ("http://example.com/?a=2&a=1", "http://example.com/?a=1&a=2"),
+        ("http://example.com/?utm_source=x&b=2&a=1&fbclid=y", "http://example.com/?a=1&b=2"),
         ("http://example.com/?UTM_Medium=x", "http://example.com/"),
         ("http://example.com/?empty=&q=1", "http://example.com/?empty=&q=1"),
+        ("http://example.com/?flag&q=1", "http://example.com/?flag=&q=1"),
+        ("http://example.com/?=1&q=1", "http://example.com/?=1&q=1"),
+        ("http://example.com/?&&q=1", "http://example.com/?q=1"),
+        ("http://example.com/?", "http://example.com/"),
+        # credentials and IPv6 literals
         ("http://u:p@[::1]:8080/x", "http://[::1]:8080/x"),
+        ("http://[::FFFF:1]:80/", "http://[::ffff:1]/"),
     ],
 )
 def test_normalize_url(url: str, expected: str) -> None:
     assert normalize_url(url) == expected
+    assert normalize_url(expected) == expected  # idempotent
 
 
-def test_normalize_is_idempotent_and_can_keep_tracking() -> None:
+def test_normalize_can_keep_tracking() -> None:
     url = "HTTP://Example.COM:80/a%7Eb/?utm_source=news&id=3#top"
-    once = normalize_url(url)
-    assert normalize_url(once) == once
-    assert normalize_url(url, strip_tracking=False) == "http://example.com/a~b/?utm_source=news&id=3"
+    assert normalize_url(url) == "http://example.com/a~b/?id=3"
+    assert normalize_url(url, strip_tracking=False) == "http://example.com/a~b/?id=3&utm_source=news"
+
+
+def test_normalize_keeps_a_tracking_name_in_a_fragment_or_value() -> None:
+    assert normalize_url("http://example.com/?q=utm_source#x?utm_source=1") == "http://example.com/?q=utm_source"
+    assert normalize_url("http://example.com/?next=%26utm_source%3D1") == "http://example.com/?next=%26utm_source%3D1"
 
 
 def test_normalize_rejects_invalid() -> None:

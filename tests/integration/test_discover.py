@@ -1,0 +1,143 @@
+"""Stage 1 (discovery) against a loopback site: whole sitemaps (indexes, gzip, text, feeds) and stage 3's policies."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import time
+
+from aiohttp import web
+
+from crawler.discover import DiscoverConfig, Discoverer
+from crawler.localsite import ServerThread
+from crawler.sitemaps import parse_sitemap
+from enrich.config import EnrichConfig
+
+NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
+PER_SITEMAP = 3_000
+
+
+def urlset(base: str, prefix: str, count: int) -> bytes:
+    entries = "".join(f"<url><loc>{base}/{prefix}/{n}</loc><lastmod>2024-01-15</lastmod></url>" for n in range(count))
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="{NS}">{entries}</urlset>'.encode()
+
+
+class Site:
+    """A site whose robots.txt lists a sitemap index (one plain and one gzipped sitemap of 3,000 URLs each), a
+    text sitemap and an RSS feed; ``robots`` replaces its robots.txt, ``(status, body)``."""
+
+    def __init__(self, robots: tuple[int, str] | None = None, *, flaky_sitemap: bool = False) -> None:
+        self.robots = robots
+        self.flaky_sitemap = flaky_sitemap
+        self.hits: list[tuple[float, str]] = []
+
+    def app(self) -> web.Application:
+        async def handle(request: web.Request) -> web.Response:
+            self.hits.append((time.monotonic(), request.path))
+            base = f"http://{request.host}"
+            path = request.path
+            if path == "/robots.txt":
+                if self.robots is not None:
+                    return web.Response(status=self.robots[0], text=self.robots[1])
+                lines = ["User-agent: *", "Disallow: /private/"]
+                lines += [f"Sitemap: {base}/{name}" for name in ("sitemap_index.xml", "urls.txt", "feed.rss")]
+                return web.Response(text="\n".join(lines) + "\n")
+            if path == "/sitemap_index.xml":
+                entries = "".join(f"<sitemap><loc>{base}/{n}</loc></sitemap>" for n in ("plain.xml", "zipped.xml.gz"))
+                return web.Response(
+                    text=f'<sitemapindex xmlns="{NS}">{entries}</sitemapindex>', content_type="text/xml"
+                )
+            if path == "/plain.xml":
+                return web.Response(body=urlset(base, "plain", PER_SITEMAP), content_type="application/xml")
+            if path == "/zipped.xml.gz":  # gzip as the file's own format, not as a content coding
+                body = gzip.compress(urlset(base, "zipped", PER_SITEMAP))
+                return web.Response(body=body, content_type="application/gzip")
+            if path == "/urls.txt":
+                return web.Response(text=f"{base}/text/1\n{base}/text/2\n{base}/private/secret\n")
+            if path == "/feed.rss":
+                items = "".join(f"<item><title>{n}</title><link>{base}/news/{n}</link></item>" for n in range(3))
+                return web.Response(
+                    text=f"<rss version='2.0'><channel>{items}</channel></rss>", content_type="text/xml"
+                )
+            if path == "/sitemap.xml" and self.flaky_sitemap:  # busy once, then there
+                if sum(1 for _, p in self.hits if p == path) == 1:
+                    return web.Response(status=503, headers={"Retry-After": "0"}, text="busy")
+                return web.Response(body=urlset(base, "flaky", 3), content_type="application/xml")
+            if path == "/bomb.xml.gz":
+                return web.Response(body=gzip.compress(b" " * 50_000_000), content_type="application/gzip")
+            if path.startswith("/page/"):
+                n = int(path.rsplit("/", 1)[1])
+                links = "".join(f'<a href="/page/{m}">p{m}</a>' for m in range(n + 1, n + 3))
+                return web.Response(text=f"<html><body>{links}</body></html>", content_type="text/html")
+            return web.Response(status=404, text="no")
+
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", handle)
+        return app
+
+
+async def discover(seeds: list[str], enrich: EnrichConfig | None = None, **config: object) -> Discoverer:
+    discoverer = Discoverer.from_config(DiscoverConfig.model_validate(config), enrich=enrich)
+    await discoverer.run(seeds)
+    return discoverer
+
+
+async def test_whole_sitemaps_indexes_gzip_text_and_feeds() -> None:
+    site = Site()
+    with ServerThread(site.app) as server:
+        base = server.url
+        result = (await discover([f"{base}/"], max_depth=0, max_pages=100_000)).result
+    urls = set(result.urls)
+    for prefix in ("plain", "zipped"):  # each sitemap is ~200 KB: many network chunks, all read
+        assert {f"{base}/{prefix}/{n}" for n in range(PER_SITEMAP)} <= urls, prefix
+    assert {f"{base}/text/1", f"{base}/text/2", *(f"{base}/news/{n}" for n in range(3))} <= urls
+    assert len(urls) == 1 + 2 * PER_SITEMAP + 2 + 3
+    assert f"{base}/private/secret" not in urls
+    assert result.counts["robots_disallowed"] == 1
+    assert result.counts["sitemaps_read"] == 5  # the index, its two sitemaps, the text sitemap, the feed
+
+
+async def test_a_robots_5xx_disallows_the_site_as_in_stage_3() -> None:
+    site = Site(robots=(503, "busy"))
+    with ServerThread(site.app) as server:
+        result = (await discover([f"{server.url}/page/0"], max_depth=2)).result
+    assert result.urls == []
+    assert result.counts["robots_disallowed"] == 1
+    assert [path for _, path in site.hits] == ["/robots.txt"]
+
+
+async def test_crawl_delay_spaces_a_sites_requests() -> None:
+    site = Site(robots=(200, "User-agent: *\nCrawl-delay: 0.2\n"))
+    with ServerThread(site.app) as server:
+        result = (await discover([f"{server.url}/page/0"], max_depth=2, use_sitemaps=False, concurrency=8)).result
+    assert len(result.urls) == 5  # /page/0..4
+    starts = [t for t, path in site.hits if path.startswith("/page/")]
+    assert len(starts) == 3  # depth 0 and 1 are fetched for links; depth 2 is only listed
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.15, gaps  # 0.2 s spacing, judged at the server
+
+
+async def test_failures_are_retried_as_in_stage_3() -> None:
+    site = Site(robots=(200, "User-agent: *\n"), flaky_sitemap=True)
+    enrich = EnrichConfig().replace(fetch={"backoff_base_s": 0.01, "backoff_cap_s": 0.05})
+    with ServerThread(site.app) as server:
+        result = (await discover([f"{server.url}/"], enrich=enrich, max_depth=0)).result
+    assert sorted(result.urls) == sorted([f"{server.url}/", *(f"{server.url}/flaky/{n}" for n in range(3))])
+    assert result.counts["retries"] == 1
+    assert [path for _, path in site.hits].count("/sitemap.xml") == 2
+
+
+async def test_private_addresses_are_refused_when_the_policy_says_so() -> None:
+    site = Site()
+    enrich = EnrichConfig().replace(politeness={"allow_private_addresses": False})
+    with ServerThread(site.app) as server:
+        result = (await discover([f"{server.url}/page/0"], enrich=enrich, max_depth=1)).result
+    assert site.hits == []
+    assert result.urls == []  # robots.txt could not be fetched: the site is disallowed
+
+
+def test_a_gzip_bomb_sitemap_is_cut_at_the_cap() -> None:
+    body = gzip.compress(b" " * 50_000_000)
+    content = parse_sitemap(body, "http://x.test/bomb.xml.gz", max_bytes=1_000_000)
+    assert content.truncated
+    assert content.kind == "invalid"
