@@ -21,11 +21,15 @@ if TYPE_CHECKING:
 __all__ = ["build_sink_stage", "build_sinks", "build_stages", "run_figures", "state_committer"]
 
 
-def build_sinks(output: OutputConfig, *, path: Path | str | None = None, resume_at: int | None = None) -> list[Sink]:
-    """The sinks an output config asks for: JSONL always (cut back to ``resume_at`` bytes and appended to, for a
-    resumed job), SQLite when ``sqlite_path`` is set, PostgreSQL when ``postgres_dsn`` is (both upsert by URL, so a
-    resumed job needs nothing there)."""
-    sinks: list[Sink] = [JsonlSink(path=path if path is not None else output.path, resume_at=resume_at)]
+def build_sinks(
+    output: OutputConfig, *, path: Path | str | None = None, resume_at: int | None = None, jsonl: bool = True
+) -> list[Sink]:
+    """The sinks an output config asks for: JSONL unless ``jsonl`` is false (cut back to ``resume_at`` bytes and
+    appended to, for a resumed job), SQLite when ``sqlite_path`` is set, PostgreSQL when ``postgres_dsn`` is (both
+    upsert by URL, so a resumed job needs nothing there)."""
+    sinks: list[Sink] = []
+    if jsonl:
+        sinks.append(JsonlSink(path=path if path is not None else output.path, resume_at=resume_at))
     if output.sqlite_path is not None:
         sinks.append(SqliteSink(path=output.sqlite_path))
     if output.postgres_dsn is not None:

@@ -17,13 +17,13 @@ from scrapy.downloadermiddlewares.httpcompression import HttpCompressionMiddlewa
 from scrapy.exceptions import StopDownload
 from scrapy.http import Request, Response
 
+from crawler.scrapy_mode.config import run_of
 from enrich.codings import decompress_capped
 from enrich.urls import redact_url
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
-    from enrich.config import EnrichConfig
 
 __all__ = [
     "MAX_BYTES_META",
@@ -34,12 +34,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _run_config(crawler: Crawler) -> EnrichConfig:
-    from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports this module
-
-    return enrich_config_from_settings(crawler.settings)
 
 
 MAX_BYTES_META = "enrich_max_bytes"
@@ -70,7 +64,7 @@ class SizeCapMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        middleware = cls(max_bytes=_run_config(crawler).fetch.max_response_bytes)
+        middleware = cls(max_bytes=run_of(crawler).config.fetch.max_response_bytes)
         crawler.signals.connect(middleware.bytes_received, signal=signals.bytes_received)
         return middleware
 
@@ -115,7 +109,7 @@ class CappedHttpCompressionMiddleware(HttpCompressionMiddleware):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler=crawler, max_bytes=_run_config(crawler).fetch.max_response_bytes)
+        return cls(crawler=crawler, max_bytes=run_of(crawler).config.fetch.max_response_bytes)
 
     def process_response(self, request: Request, response: Response) -> Request | Response:  # type: ignore[override]
         cap = request.meta.get(MAX_BYTES_META)

@@ -12,6 +12,7 @@ from weakref import WeakKeyDictionary
 
 from scrapy import signals
 
+from crawler.scrapy_mode.config import run_of
 from enrich.state import CrawlState
 
 if TYPE_CHECKING:
@@ -43,9 +44,7 @@ def job_of(crawler: Crawler) -> CrawlJob:
     job = _JOBS.get(crawler)
     if job is not None:
         return job
-    from crawler.scrapy_mode.settings import run_options_from_settings  # deferred: settings imports the pipelines
-
-    options = run_options_from_settings(crawler.settings)
+    options = run_of(crawler).options
     state = None
     if options.state is not None:
         state = CrawlState.open(options.state, recrawl=options.recrawl, max_age_s=options.max_age_s)

@@ -29,15 +29,15 @@ from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urljoin, urlsplit
 
 from scrapy import signals
-from scrapy.downloadermiddlewares.retry import RetryMiddleware
+from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
 from scrapy.exceptions import DownloadConnectionRefusedError, DownloadTimeoutError, IgnoreRequest
 from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
-from twisted.internet.error import TCPTimedOutError
-from twisted.internet.error import TimeoutError as TxTimeoutError
+from scrapy.utils.response import response_status_message
 
 from crawler.scrapy_mode.bodies import MAX_BYTES_META
-from crawler.scrapy_mode.pipelines import ENGINE
+from crawler.scrapy_mode.config import ENGINE, run_of
+from crawler.scrapy_mode.failures import TIMEOUTS, FetchAborted, failure_reason
 from crawler.scrapy_mode.scheduler import CIRCUIT_META, LEASE_META, RETRY_AT_META, scheduler_of
 from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError
 from enrich.frontier import Lease, domain_of, outcome_of
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HTTP_NOTE_META",
     "INPUT_URL_META",
+    "POLICY_STATS",
     "RETRY_AT_META",
     "ROBOTS_META",
     "BackoffRetryMiddleware",
@@ -97,24 +98,9 @@ HTTP_NOTE_META = "enrich_http_note"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HTTP_SCHEMES = frozenset({"http", "https"})
 
-_TIMEOUTS: tuple[type[BaseException], ...] = (DownloadTimeoutError, TxTimeoutError, TCPTimedOutError, TimeoutError)
-"""Transport failures that are timeouts: a congestion signal for the site, unlike a refused connection."""
-
-
-class FetchAborted(IgnoreRequest):
-    """A request that ends with one of our errors instead of a response: a policy refusal (robots.txt, circuit,
-    address) or a final fetch error (a redirect to a non-HTTP URL). The spider's errback writes ``error``.
-
-    Args:
-        error: the error of the URL's record.
-        record: the record to write instead, when the URL has a better one (a retry refused by an open circuit
-            keeps the answer it retried, as in the async engine).
-    """
-
-    def __init__(self, error: FetchError, *, record: WorkItem | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.record = record
+POLICY_STATS = "enrich/policies"
+"""Crawler stats key: the policies' and the frontier's figures (:meth:`PolicyMiddleware.stats`), set when the
+spider closes; the sink pipeline puts them in the run's stats."""
 
 
 def attempts_of(meta: dict[str, Any]) -> int:
@@ -126,12 +112,6 @@ def attempts_of(meta: dict[str, Any]) -> int:
 def _input_url(request: Request) -> str:
     url = request.meta.get(INPUT_URL_META)
     return url if isinstance(url, str) else redact_url(request.url)
-
-
-def _run_config(crawler: Crawler) -> EnrichConfig:
-    from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports this module
-
-    return enrich_config_from_settings(crawler.settings)
 
 
 def _is_ip(host: str) -> bool:
@@ -181,7 +161,7 @@ class PolicyMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        config = _run_config(crawler)
+        config = run_of(crawler).config
         holder: list[PolicyMiddleware] = []
 
         async def fetch_robots(url: str) -> tuple[int, str]:
@@ -316,8 +296,6 @@ class PolicyMiddleware:
         except FetchAborted:
             raise  # a hop refused by our checks (its message says why)
         except Exception as exc:  # worded as the async engine words it: the URLs' records quote it
-            from crawler.scrapy_mode.spiders.enrich import failure_reason  # deferred: the spider imports this module
-
             if self.config is None:
                 raise
             raise ConnectionError(failure_reason(exc, url=url, config=self.config)) from exc
@@ -358,9 +336,7 @@ class PolicyMiddleware:
         if isinstance(exception, IgnoreRequest):
             self._release(request)
             return
-        from crawler.scrapy_mode.spiders.enrich import failure_reason  # deferred: the spider imports this module
-
-        timed_out = isinstance(exception, _TIMEOUTS)
+        timed_out = isinstance(exception, TIMEOUTS)
         reason = failure_reason(exception, url=request.url, config=self.config) if self.config else ""
         self._release(request, outcome_of(None, timed_out=timed_out), reason=reason)
 
@@ -369,6 +345,9 @@ class PolicyMiddleware:
         self._release(request)
 
     async def spider_closed(self) -> None:
+        """Leave the figures in the crawler's stats (:data:`POLICY_STATS`), then close robots.txt's fetches."""
+        if self.crawler.stats is not None:
+            self.crawler.stats.set_value(POLICY_STATS, self.stats())
         await self.robots.close()
 
     def stats(self) -> dict[str, object]:
@@ -382,22 +361,28 @@ class PolicyMiddleware:
 
 
 class BackoffRetryMiddleware(RetryMiddleware):
-    """Scrapy's retries (which codes and exceptions, how many times) with the async engine's backoff.
+    """Scrapy's retries (how many times, which exceptions, its stats and log lines) with the async engine's
+    statuses and backoff.
 
-    Scrapy sends a retry at once; this gives it :meth:`enrich.policy.RetryPolicy.delay` (exponential with jitter,
-    ``Retry-After`` honoured), as a not-before time (:data:`RETRY_AT_META`) that the frontier's scheduler obeys:
-    the retry waits queued, holding no place. An answer whose ``Retry-After`` is longer than
-    ``fetch.retry_after_cap_s`` is not retried at all (retrying at the cap would be early): it goes to the spider,
-    whose ``HTTPError`` record says why (:data:`HTTP_NOTE_META`), as the async engine words it.
+    Which statuses are retried is :meth:`enrich.policy.RetryPolicy.is_retryable_status` (5xx and 429), as in the
+    async engine; ``RETRY_HTTP_CODES`` is not read. Scrapy sends a retry at once; this gives it
+    :meth:`~enrich.policy.RetryPolicy.delay` (exponential with jitter, ``Retry-After`` honoured), as a not-before
+    time (:data:`RETRY_AT_META`) that the frontier's scheduler obeys: the retry waits queued, holding no place. An
+    answer whose ``Retry-After`` is longer than ``fetch.retry_after_cap_s`` is not retried at all (retrying at the
+    cap would be early): it goes to the spider, whose ``HTTPError`` record says why (:data:`HTTP_NOTE_META`), as
+    the async engine words it. The retry itself is Scrapy's public :func:`~scrapy.downloadermiddlewares.retry.
+    get_retry_request`.
     """
 
-    def __init__(self, settings: Any, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, settings: Any, *, retry: RetryPolicy | None = None, config: EnrichConfig | None = None) -> None:
         super().__init__(settings)
         self.retry = retry or RetryPolicy()
+        self.config = config
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        middleware = cls(crawler.settings, retry=RetryPolicy.from_config(_run_config(crawler).fetch))
+        config = run_of(crawler).config
+        middleware = cls(crawler.settings, retry=RetryPolicy.from_config(config.fetch), config=config)
         middleware.crawler = crawler
         return middleware
 
@@ -406,34 +391,53 @@ class BackoffRetryMiddleware(RetryMiddleware):
         retry_after = header.decode("latin-1") if header is not None else None
         request.meta[LAST_STATUS_META] = response.status  # a retry copies it: its record if the run stops first
         request.meta.pop(LAST_REASON_META, None)
+        if request.meta.get("dont_retry", False) or not self.retry.is_retryable_status(response.status):
+            return response
         if retry_after is not None:
             request.meta[RETRY_AFTER_META] = retry_after
-        if self._would_retry(request, response.status):
+        if attempts_of(request.meta) <= self._max_retries(request):
             note = self.retry.too_long(retry_after)
             if note is not None:
                 request.meta[HTTP_NOTE_META] = note
                 request.meta.pop(RETRY_AFTER_META, None)
                 return response
-        return super().process_response(request, response)
+        return self._retry_request(request, response_status_message(response.status)) or response
 
-    def _would_retry(self, request: Request, status: int) -> bool:
-        if request.meta.get("dont_retry", False) or status not in self.retry_http_codes:
-            return False
-        max_retry_times: int = request.meta.get("max_retry_times", self.max_retry_times)
-        return attempts_of(request.meta) <= max_retry_times
+    def process_exception(  # type: ignore[override]
+        self, request: Request, exception: Exception
+    ) -> Request | Response | None:
+        if not isinstance(exception, self.exceptions_to_retry) or request.meta.get("dont_retry", False):
+            return None
+        return self._retry_request(request, exception)
 
-    def _retry(self, request: Request, reason: str | Exception | type[Exception]) -> Request | None:
-        retry = super()._retry(request, reason)
-        if retry is not None and isinstance(reason, Exception):
-            from crawler.scrapy_mode.spiders.enrich import failure_reason  # deferred: the spider imports this module
+    def _max_retries(self, request: Request) -> int:
+        value = request.meta.get("max_retry_times", self.max_retry_times)
+        return value if isinstance(value, int) else self.max_retry_times
 
+    def _retry_request(self, request: Request, reason: str | Exception) -> Request | None:
+        """Scrapy's retry of ``request`` (``None`` once its retries are spent), carrying what it retries and the
+        time before which it must not start."""
+        assert self.crawler.spider is not None
+        retry = get_retry_request(
+            request,
+            spider=self.crawler.spider,
+            reason=reason,
+            max_retry_times=self._max_retries(request),
+            priority_adjust=request.meta.get("priority_adjust", self.priority_adjust),
+            give_up_log_level=request.meta.get("give_up_log_level", self.give_up_log_level),
+        )
+        retry_after = request.meta.pop(RETRY_AFTER_META, None)
+        if retry is None:
+            return None
+        retry.meta.pop(RETRY_AFTER_META, None)
+        if isinstance(reason, Exception):
             retry.meta.pop(LAST_STATUS_META, None)
-            retry.meta[LAST_REASON_META] = failure_reason(reason, url=request.url, config=_run_config(self.crawler))
-        if retry is not None:
-            delay = self.retry.delay(retry.meta.get("retry_times", 1), retry.meta.pop(RETRY_AFTER_META, None))
-            # on time.monotonic, the frontier's clock: FrontierScheduler queues the retry until then
-            retry.meta[RETRY_AT_META] = time.monotonic() + delay
-        request.meta.pop(RETRY_AFTER_META, None)
+            retry.meta[LAST_REASON_META] = (
+                failure_reason(reason, url=request.url, config=self.config) if self.config else str(reason)
+            )
+        delay = self.retry.delay(retry.meta.get("retry_times", 1), retry_after)
+        # on time.monotonic, the frontier's clock: FrontierScheduler queues the retry until then
+        retry.meta[RETRY_AT_META] = time.monotonic() + delay
         return retry
 
 

@@ -30,6 +30,7 @@ from weakref import WeakKeyDictionary
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.utils.request import request_from_dict
 
+from crawler.scrapy_mode.config import run_of
 from enrich.frontier import Frontier, Lease
 
 if TYPE_CHECKING:
@@ -120,12 +121,8 @@ class FrontierScheduler(BaseScheduler):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports this
-
         codec = _RequestCodec()
-        frontier: Frontier[Request] = Frontier.from_config(
-            enrich_config_from_settings(crawler.settings), spill_codec=codec
-        )
+        frontier: Frontier[Request] = Frontier.from_config(run_of(crawler).config, spill_codec=codec)
         scheduler = cls(crawler, frontier)
         codec.scheduler = scheduler
         _SCHEDULERS[crawler] = scheduler

@@ -25,36 +25,27 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 from scrapy import Request, Spider
-from scrapy.exceptions import (
-    CannotResolveHostError,
-    DownloadCancelledError,
-    DownloadConnectionRefusedError,
-    DownloadFailedError,
-    DownloadTimeoutError,
-    IgnoreRequest,
-    ResponseDataLossError,
-)
 from scrapy.spidermiddlewares.httperror import HttpError
-from twisted.internet.error import (
-    ConnectionDone,
-    ConnectionLost,
-    ConnectionRefusedError,
-    DNSLookupError,
-    TCPTimedOutError,
-)
-from twisted.internet.error import TimeoutError as TxTimeoutError
 
 from crawler.jobs import parse_age
 from crawler.scrapy_mode.bodies import TRUNCATED_FLAG
+from crawler.scrapy_mode.config import (
+    ENGINE,
+    RunOptions,
+    enrich_config_from_settings,
+    output_configured,
+    remember_run,
+    run_options_from_settings,
+    store_run,
+)
+from crawler.scrapy_mode.failures import FetchAborted, failure_reason, fetch_error
 from crawler.scrapy_mode.jobstate import job_of
 from crawler.scrapy_mode.logs import install_url_redaction
-from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META, FetchAborted, attempts_of
-from crawler.scrapy_mode.pipelines import ENGINE
+from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META, attempts_of
 from crawler.scrapy_mode.scheduler import release_request, scheduler_of
-from crawler.scrapy_mode.settings import RunOptions, enrich_config_from_settings, run_options_from_settings, store_run
 from enrich.config import EnrichConfig, config_error_message
-from enrich.errors import ConfigError, FetchError, FetchTimeoutError
-from enrich.policy import failure_message, http_error
+from enrich.errors import ConfigError, FetchError
+from enrich.policy import http_error
 from enrich.record import FetchedPage, utc_now_iso
 from enrich.stages import WorkItem
 from enrich.state import Admission, fresh_item, is_page
@@ -220,6 +211,7 @@ def parse_arguments(arguments: dict[str, Any], settings: BaseSettings) -> tuple[
             state=Path(run["state"]) if "state" in run else defaults.state,
             max_age_s=run.get("max_age", defaults.max_age_s),
             recrawl=run.get("recrawl", defaults.recrawl),
+            write_output=defaults.write_output or output_configured(base_settings, overrides=overrides),
         )
     except ConfigError as exc:
         raise ConfigError(f"invalid spider argument: {exc}") from None
@@ -267,47 +259,6 @@ def _check_input(options: RunOptions) -> None:
 
 
 # --- Failures -------------------------------------------------------------------------------------------------------
-
-
-def fetch_error(failure: Failure, *, url: str, attempts: int, config: EnrichConfig) -> FetchError:
-    """Translate a Scrapy/Twisted download failure into our error, worded as the async engine words it
-    (:func:`enrich.policy.failure_message`): ``Fetch failed after 3 attempts: Connection refused``.
-
-    A :class:`~crawler.scrapy_mode.middlewares.FetchAborted` carries its error already (a policy refusal or a
-    final error such as a redirect to a non-HTTP URL); it is returned as it is, with the input URL.
-    """
-    exc = failure.value
-    if isinstance(exc, FetchAborted):
-        exc.error.url = url
-        return exc.error
-    reason = failure_reason(exc, url=url, config=config)
-    if isinstance(exc, _TIMEOUTS):
-        return FetchTimeoutError(failure_message(attempts, reason), url=url, attempts=attempts)
-    return FetchError(failure_message(attempts, reason), url=url, attempts=attempts)
-
-
-_TIMEOUTS = (DownloadTimeoutError, TxTimeoutError, TCPTimedOutError, TimeoutError)
-
-
-def failure_reason(exc: BaseException | None, *, url: str, config: EnrichConfig) -> str:
-    """What went wrong in one attempt, worded as the async engine words it (``Connection refused``,
-    ``Timeout after 30s``...): the reason of a failure record, and of an open circuit."""
-    if isinstance(exc, _TIMEOUTS):
-        return f"Timeout after {config.fetch.timeout_s:g}s"
-    if isinstance(exc, (DownloadConnectionRefusedError, ConnectionRefusedError)):
-        return "Connection refused"
-    if isinstance(exc, (CannotResolveHostError, DNSLookupError)):
-        return f"DNS lookup failed for {urlsplit(url).hostname or url}"
-    if isinstance(exc, DownloadCancelledError):
-        return "Download cancelled"
-    if isinstance(exc, (ResponseDataLossError, DownloadFailedError)):
-        return "Connection dropped while reading the body"
-    if isinstance(exc, (ConnectionLost, ConnectionDone)):
-        return "Server disconnected"
-    if isinstance(exc, IgnoreRequest) and "redirect" in str(exc):
-        return f"Too many redirects (more than {config.fetch.max_redirects})"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _latency_ms(meta: dict[str, Any]) -> float | None:
@@ -367,6 +318,7 @@ class EnrichSpider(Spider):
             print(f"scrapy crawl enrich: {exc}", file=sys.stderr)
             raise
         store_run(crawler.settings, config, options)
+        remember_run(crawler, config, options)
         install_url_redaction()
         spider = cls(config=config, options=options)
         spider._set_crawler(crawler)
