@@ -38,6 +38,7 @@ from scrapy.utils.response import response_status_message
 from crawler.scrapy_mode.bodies import MAX_BYTES_META
 from crawler.scrapy_mode.config import ENGINE, run_of
 from crawler.scrapy_mode.failures import TIMEOUTS, FetchAborted, failure_reason
+from crawler.scrapy_mode.responses import attempts_of
 from crawler.scrapy_mode.scheduler import CIRCUIT_META, LEASE_META, RETRY_AT_META, scheduler_of
 from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError
 from enrich.frontier import Lease, domain_of, outcome_of
@@ -101,12 +102,6 @@ HTTP_SCHEMES = frozenset({"http", "https"})
 POLICY_STATS = "enrich/policies"
 """Crawler stats key: the policies' and the frontier's figures (:meth:`PolicyMiddleware.stats`), set when the
 spider closes; the sink pipeline puts them in the run's stats."""
-
-
-def attempts_of(meta: dict[str, Any]) -> int:
-    """The number of the attempt a request is (1 for the first), from Scrapy's retry counter."""
-    retries = meta.get("retry_times", 0)
-    return (retries if isinstance(retries, int) else 0) + 1
 
 
 def _input_url(request: Request) -> str:

@@ -28,7 +28,6 @@ from scrapy import Request, Spider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from crawler.jobs import parse_age
-from crawler.scrapy_mode.bodies import TRUNCATED_FLAG
 from crawler.scrapy_mode.config import (
     ENGINE,
     RunOptions,
@@ -41,14 +40,15 @@ from crawler.scrapy_mode.config import (
 from crawler.scrapy_mode.failures import FetchAborted, failure_reason, fetch_error
 from crawler.scrapy_mode.jobstate import job_of
 from crawler.scrapy_mode.logs import install_url_redaction
-from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META, attempts_of
+from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META
+from crawler.scrapy_mode.responses import attempts_of, latency_ms, response_item
 from crawler.scrapy_mode.scheduler import release_request, scheduler_of
 from enrich.config import EnrichConfig, config_error_message
 from enrich.errors import ConfigError, FetchError
 from enrich.policy import http_error
-from enrich.record import FetchedPage, utc_now_iso
+from enrich.record import utc_now_iso
 from enrich.stages import WorkItem
-from enrich.state import Admission, fresh_item, is_page
+from enrich.state import Admission, fresh_item
 from enrich.urls import iter_input_lines, read_urls, redact_url
 
 if TYPE_CHECKING:
@@ -261,19 +261,6 @@ def _check_input(options: RunOptions) -> None:
 # --- Failures -------------------------------------------------------------------------------------------------------
 
 
-def _latency_ms(meta: dict[str, Any]) -> float | None:
-    latency = meta.get("download_latency")
-    return float(latency) * 1000 if isinstance(latency, (int, float)) else None
-
-
-def _headers(response: Response) -> dict[str, str]:
-    """Lower-case names to text values, repeated headers joined with ``, `` (as HTTP allows)."""
-    out: dict[str, str] = {}
-    for key, value in response.headers.to_unicode_dict().items():
-        out[str(key).lower()] = ", ".join(value) if isinstance(value, list) else str(value)
-    return out
-
-
 def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
     """The URL without ``user:password@`` and, when there were some, a Basic ``Authorization`` header."""
     parts = urlsplit(url)
@@ -388,35 +375,14 @@ class EnrichSpider(Spider):
         release_request(self.crawler, response.request)  # a safety net: the middleware has released it
         meta = response.meta
         url: str = meta.get(INPUT_URL_META, response.request.url if response.request else response.url)
-        fetched_at = utc_now_iso()
-        latency_ms = _latency_ms(meta)
-        attempts = attempts_of(meta)
-        if not is_page(response.status, conditional=bool(meta.get(CONDITIONAL_META))):
-            return [
-                WorkItem.from_error(
-                    url,
-                    http_error(response.status, attempts=attempts, note=meta.get(HTTP_NOTE_META)),
-                    engine=ENGINE,
-                    attempts=attempts,
-                    fetch_duration_ms=latency_ms,
-                    fetched_at=fetched_at,
-                    status=response.status,
-                    final_url=redact_url(response.url),
-                )
-            ]
-        cap = self.config.fetch.max_response_bytes
-        page = FetchedPage(
+        item = response_item(
+            response,
             url=url,
-            final_url=redact_url(response.url),
-            status=response.status,
-            headers=_headers(response),
-            body=response.body[:cap],
-            fetched_at=fetched_at,
-            fetch_duration_ms=latency_ms or 0.0,
-            attempts=attempts,
-            truncated=TRUNCATED_FLAG in response.flags or len(response.body) > cap,
+            max_bytes=self.config.fetch.max_response_bytes,
+            conditional=bool(meta.get(CONDITIONAL_META)),
+            note=meta.get(HTTP_NOTE_META),
         )
-        return [WorkItem.from_page(page, engine=ENGINE)]
+        return [item]
 
     def fetch_failed(self, failure: Failure) -> list[WorkItem]:
         """A request that produced no usable response: one error record, with the attempts it took."""
@@ -434,7 +400,7 @@ class EnrichSpider(Spider):
                     http_error(response.status, attempts=attempts_of(meta)),
                     engine=ENGINE,
                     attempts=attempts_of(meta),
-                    fetch_duration_ms=_latency_ms(meta),
+                    fetch_duration_ms=latency_ms(meta),
                     fetched_at=utc_now_iso(),
                     status=response.status,
                     final_url=redact_url(response.url),
