@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from weakref import WeakKeyDictionary
 
 from enrich.config import EnrichConfig, load_config
@@ -44,6 +44,9 @@ ENGINE = "scrapy"
 
 _INPUT_FORMATS: tuple[str, ...] = get_args(InputFormat)
 
+ResponseSelection = Literal["all", "marked"]
+_RESPONSE_SELECTIONS: tuple[str, ...] = get_args(ResponseSelection)
+
 _UNLIMITED_PER_DOMAIN = 10_000
 """``per_host_limit: 0`` means no per-host limit; Scrapy wants a number, and this one is the config's own ceiling
 of ``max_concurrency``."""
@@ -65,6 +68,9 @@ class RunOptions:
     """In a recrawl, URLs fetched less than this long ago keep their stored record, unfetched."""
     recrawl: bool = False
     """Revisit what the state holds as done, once its last crawl finished (an unfinished one is resumed first)."""
+    responses: ResponseSelection = "all"
+    """With the add-on: which responses of a spider become records, ``all`` or ``marked`` (requests whose meta
+    has ``enrich: True``)."""
     write_output: bool = False
     """Write the JSONL output (``output.path``). Only when one was asked for (``-a output=``, ``ENRICH_OUTPUT``,
     ``output.path`` in ``ENRICH_CONFIG`` or the config file): a run with feed exports alone (``-O out.csv``)
@@ -79,6 +85,10 @@ class RunOptions:
             raise ConfigError(f"progress interval must be >= 0 seconds, got {self.progress_interval_s}")
         if self.max_age_s is not None and self.max_age_s < 0:
             raise ConfigError(f"max_age must be >= 0 seconds, got {self.max_age_s}")
+        if self.responses not in _RESPONSE_SELECTIONS:
+            raise ConfigError(
+                f"ENRICH_RESPONSES must be one of {', '.join(_RESPONSE_SELECTIONS)}, got {self.responses!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +190,7 @@ def run_options_from_settings(settings: BaseSettings) -> RunOptions:
         state=Path(state) if state else None,
         max_age_s=max_age_s,
         recrawl=settings.getbool("ENRICH_RECRAWL"),
+        responses=settings.get("ENRICH_RESPONSES") or "all",
         write_output=output_configured(settings),
     )
 

@@ -82,14 +82,11 @@ class StagePipeline:
     async def open_spider(self) -> None:
         await self.stage.open()
 
-    async def process_item(self, item: Any) -> WorkItem:
-        """Run the stage on one item; a stage failure is recorded on the item, which goes on.
-
-        Raises:
-            DropItem: the item is not a :class:`WorkItem` (not from the enrich spider); it has no record to carry.
-        """
+    async def process_item(self, item: Any) -> Any:
+        """Run the stage on a :class:`WorkItem`; a stage failure is recorded on the item, which goes on. Any other
+        item (a spider's own, beside the add-on's) passes untouched."""
         if not isinstance(item, WorkItem):
-            raise DropItem(f"{type(item).__name__} is not a WorkItem; only the enrich spider's items are processed")
+            return item
         return await run_stage(self.stage, item)
 
     async def close_spider(self) -> None:
@@ -179,13 +176,15 @@ class SinkPipeline(StagePipeline):
             self._fail(exc)
             raise
 
-    async def process_item(self, item: Any) -> dict[str, Any]:  # type: ignore[override]
+    async def process_item(self, item: Any) -> Any:
         """Write the record and hand it on as plain data; after a sink failure, drop it with that reason (it is
-        counted as not written).
+        counted as not written). Items that are not :class:`WorkItem` pass untouched.
 
         Raises:
             DropItem: the output failed earlier in the run, or with this very item.
         """
+        if not isinstance(item, WorkItem):
+            return item
         self._received += 1
         if self._sink_error is not None:
             raise DropItem(f"not written: the output failed ({self._sink_error})")

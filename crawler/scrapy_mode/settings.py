@@ -160,6 +160,10 @@ ENRICH_MAX_AGE_S: float | None = None
 ENRICH_RECRAWL: bool = False
 """With a state: revisit every URL done (conditional requests) once the last crawl finished (``-a recrawl=on``)."""
 
+ENRICH_RESPONSES: str = "all"
+"""Read by the add-on (:mod:`crawler.scrapy_mode.addon`) in other projects: which responses of their spiders become
+records, ``all`` or ``marked`` (requests with ``meta={"enrich": True}``). The enrich spider ignores it."""
+
 # --- Item pipelines -------------------------------------------------------------------------------------------------
 
 ITEM_PIPELINES = {ExtractPipeline: 100, NLPPipeline: 200, SinkPipeline: 300}
