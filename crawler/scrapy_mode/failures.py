@@ -1,4 +1,5 @@
-"""Scrapy's and Twisted's download failures, worded as the async engine words them.
+"""Scrapy's and Twisted's download failures, worded as the async engine words them
+(:mod:`enrich.policy.fetching`).
 
 Used by the spider (a URL's failure record), the policy middleware (the reason of an open circuit) and the retry
 middleware (what a queued retry was for). The wording itself (``Fetch failed after 3 attempts: ...``) is
@@ -29,7 +30,7 @@ from twisted.internet.error import (
 from twisted.internet.error import TimeoutError as TxTimeoutError
 
 from enrich.errors import FetchError, FetchTimeoutError
-from enrich.policy import failure_message
+from enrich.policy import failure_message, fetching
 
 if TYPE_CHECKING:
     from twisted.python.failure import Failure
@@ -80,18 +81,18 @@ def failure_reason(exc: BaseException | None, *, url: str, config: EnrichConfig)
     """What went wrong in one attempt, worded as the async engine words it (``Connection refused``,
     ``Timeout after 30s``...): the reason of a failure record, and of an open circuit."""
     if isinstance(exc, TIMEOUTS):
-        return f"Timeout after {config.fetch.timeout_s:g}s"
+        return fetching.timeout(config.fetch.timeout_s)
     if isinstance(exc, (DownloadConnectionRefusedError, ConnectionRefusedError)):
-        return "Connection refused"
+        return fetching.REFUSED
     if isinstance(exc, (CannotResolveHostError, DNSLookupError)):
-        return f"DNS lookup failed for {urlsplit(url).hostname or url}"
+        return fetching.dns_failure(urlsplit(url).hostname or url)
     if isinstance(exc, DownloadCancelledError):
         return "Download cancelled"
     if isinstance(exc, (ResponseDataLossError, DownloadFailedError)):
-        return "Connection dropped while reading the body"
+        return fetching.BODY_DROPPED
     if isinstance(exc, (ConnectionLost, ConnectionDone)):
-        return "Server disconnected"
+        return fetching.DISCONNECTED
     if isinstance(exc, IgnoreRequest) and "redirect" in str(exc):
-        return f"Too many redirects (more than {config.fetch.max_redirects})"
+        return fetching.too_many_redirects(config.fetch.max_redirects)
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -13,7 +13,7 @@ from weakref import WeakKeyDictionary
 from scrapy import signals
 
 from crawler.scrapy_mode.config import run_of
-from enrich.state import CrawlState
+from enrich.state import CrawlState, InputAdmission
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -26,9 +26,11 @@ __all__ = ["CrawlJob", "job_of"]
 
 @dataclass
 class CrawlJob:
-    """A crawler's state (``None`` without ``ENRICH_STATE``) and the stages its pipelines run (for the stats)."""
+    """A crawler's state (``None`` without ``ENRICH_STATE``), how its input is admitted, and the stages its
+    pipelines run (for the stats)."""
 
     state: CrawlState | None
+    admission: InputAdmission
     stages: list[Stage] = field(default_factory=list)
 
 
@@ -48,7 +50,7 @@ def job_of(crawler: Crawler) -> CrawlJob:
     state = None
     if options.state is not None:
         state = CrawlState.open(options.state, recrawl=options.recrawl, max_age_s=options.max_age_s)
-    job = _JOBS[crawler] = CrawlJob(state)
+    job = _JOBS[crawler] = CrawlJob(state, InputAdmission(state))
     if state is not None:
 
         def closed(spider: Spider, reason: str) -> None:

@@ -38,11 +38,11 @@ from scrapy.utils.response import response_status_message
 from crawler.scrapy_mode.bodies import MAX_BYTES_META
 from crawler.scrapy_mode.config import ENGINE, run_of
 from crawler.scrapy_mode.failures import TIMEOUTS, FetchAborted, failure_reason
-from crawler.scrapy_mode.responses import attempts_of
+from crawler.scrapy_mode.responses import STARTED_META, attempts_of
 from crawler.scrapy_mode.scheduler import CIRCUIT_META, LEASE_META, RETRY_AT_META, scheduler_of
 from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError
 from enrich.frontier import Lease, domain_of, outcome_of
-from enrich.policy import RetryPolicy, failure_message, http_error
+from enrich.policy import REDIRECT_STATUSES, RetryPolicy, failure_message, fetching, http_error
 from enrich.policy.addresses import AddressPolicy, address_kind
 from enrich.policy.robots import RobotsPolicy
 from enrich.stages import WorkItem
@@ -96,7 +96,6 @@ RETRY_AFTER_META = "enrich_retry_after"
 HTTP_NOTE_META = "enrich_http_note"
 """Request meta key: a note for the URL's ``HTTPError`` record (why a retryable answer was not retried)."""
 
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HTTP_SCHEMES = frozenset({"http", "https"})
 
 POLICY_STATS = "enrich/policies"
@@ -204,6 +203,8 @@ class PolicyMiddleware:
             # they are part of a policy check, so robots.txt and the frontier do not apply to them
             await self._check_address(request)
             return
+        # the URL's fetch starts with its first attempt (a retry and a redirect hop copy the meta): fetch_duration_ms
+        request.meta.setdefault(STARTED_META, time.perf_counter())
         refusal = request.meta.pop(CIRCUIT_META, None)
         if isinstance(refusal, str):  # the frontier refused it: the site's circuit is open; no slot is held
             circuit = CircuitOpenError(refusal, url=_input_url(request), domain=domain_of(request.url))
@@ -287,7 +288,7 @@ class PolicyMiddleware:
         except DownloadTimeoutError as exc:
             raise TimeoutError from exc
         except DownloadConnectionRefusedError as exc:
-            raise ConnectionRefusedError("Connection refused") from exc
+            raise ConnectionRefusedError(fetching.REFUSED) from exc
         except FetchAborted:
             raise  # a hop refused by our checks (its message says why)
         except Exception as exc:  # worded as the async engine words it: the URLs' records quote it
@@ -320,7 +321,7 @@ class PolicyMiddleware:
             target = location.decode("latin-1").strip()
             if urlsplit(urljoin(request.url, target)).scheme.lower() not in HTTP_SCHEMES:
                 attempts = attempts_of(request.meta)
-                reason = f"Redirect to a non-HTTP URL: {redact_url(target)}"
+                reason = fetching.non_http_redirect(target)
                 raise FetchAborted(FetchError(failure_message(attempts, reason), url=_input_url(request)))
         return response
 
@@ -451,4 +452,5 @@ def last_outcome_record(request: Request, *, engine: str) -> WorkItem:
         return WorkItem.from_error(
             url, FetchError(failure_message(attempts, reason), url=url, attempts=attempts), engine=engine
         )
-    return WorkItem.from_error(url, FetchError("Run stopped before following a redirect", url=url), engine=engine)
+    stopped = FetchError(fetching.stopped_before_redirect(request.url), url=url)
+    return WorkItem.from_error(url, stopped, engine=engine)

@@ -219,6 +219,7 @@ class SinkPipeline(StagePipeline):
                 print(f"scrapy crawl enrich: {message}", file=sys.stderr)
             if self._crawler is not None:
                 job = job_of(self._crawler)
+                self.stats.extra["duplicates_skipped"] = job.admission.duplicates
                 self.stats.extra.update(run_figures(job.stages, job.state))  # the state closes with the spider
 
     async def spider_closed(self) -> None:

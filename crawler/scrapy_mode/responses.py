@@ -5,11 +5,12 @@ spider becomes the same item.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from crawler.scrapy_mode.bodies import TRUNCATED_FLAG
 from crawler.scrapy_mode.config import ENGINE
-from enrich.policy import http_error
+from enrich.policy import fetching, http_error
 from enrich.record import FetchedPage, utc_now_iso
 from enrich.stages import WorkItem
 from enrich.state import is_page
@@ -18,7 +19,12 @@ from enrich.urls import redact_url
 if TYPE_CHECKING:
     from scrapy.http import Response
 
-__all__ = ["attempts_of", "latency_ms", "response_headers", "response_item"]
+__all__ = ["STARTED_META", "attempts_of", "fetch_duration_ms", "response_headers", "response_item"]
+
+STARTED_META = "enrich_started"
+"""Request meta key: when the URL's first attempt started (``time.perf_counter``), set by the policy middleware and
+copied to its retries and redirect hops; its record's ``fetch_duration_ms`` counts from there
+(:func:`enrich.policy.fetch_duration_ms`)."""
 
 
 def attempts_of(meta: dict[str, Any]) -> int:
@@ -27,8 +33,12 @@ def attempts_of(meta: dict[str, Any]) -> int:
     return (retries if isinstance(retries, int) else 0) + 1
 
 
-def latency_ms(meta: dict[str, Any]) -> float | None:
-    """Scrapy's ``download_latency`` of the attempt, in milliseconds; ``None`` when there was none."""
+def fetch_duration_ms(meta: dict[str, Any]) -> float | None:
+    """The URL's ``fetch_duration_ms`` until now, as :func:`enrich.policy.fetch_duration_ms` defines it; without a
+    start (a spider of the add-on's, no policy middleware), the last attempt's ``download_latency``."""
+    started = meta.get(STARTED_META)
+    if isinstance(started, float):
+        return fetching.fetch_duration_ms(started, time.perf_counter())
     latency = meta.get("download_latency")
     return float(latency) * 1000 if isinstance(latency, (int, float)) else None
 
@@ -57,13 +67,14 @@ def response_item(
     meta = response.meta
     attempts = attempts_of(meta)
     fetched_at = utc_now_iso()
+    duration_ms = fetch_duration_ms(meta)
     if not is_page(response.status, conditional=conditional):
         return WorkItem.from_error(
             url,
             http_error(response.status, attempts=attempts, note=note),
             engine=ENGINE,
             attempts=attempts,
-            fetch_duration_ms=latency_ms(meta),
+            fetch_duration_ms=duration_ms,
             fetched_at=fetched_at,
             status=response.status,
             final_url=redact_url(response.url),
@@ -75,7 +86,7 @@ def response_item(
         headers=response_headers(response),
         body=response.body[:max_bytes],
         fetched_at=fetched_at,
-        fetch_duration_ms=latency_ms(meta) or 0.0,
+        fetch_duration_ms=duration_ms or 0.0,
         attempts=attempts,
         truncated=TRUNCATED_FLAG in response.flags or len(response.body) > max_bytes,
     )

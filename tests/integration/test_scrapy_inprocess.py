@@ -172,6 +172,7 @@ async def test_retries_follow_the_shared_policy_and_wait_the_backoff(
     assert crawled.stat("retry/count") == 1  # Scrapy's own retry bookkeeping (get_retry_request)
     first, second = seen.times[url.removeprefix(server)]
     assert second - first >= 0.4  # the retry waited in the frontier
+    assert record["fetch_duration_ms"] >= 400  # counted from the first attempt, as the async engine counts
     middlewares = crawled.crawler.engine.downloader.middleware.middlewares
     middleware = next(m for m in middlewares if isinstance(m, BackoffRetryMiddleware))
     assert middleware.config is run_of(crawled.crawler).config  # built from the crawler's one config

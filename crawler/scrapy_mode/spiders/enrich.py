@@ -8,16 +8,15 @@ Usage, from the repository root::
 
     scrapy crawl enrich -a input=urls.txt -a output=out.jsonl [-a nlp=off] [-a concurrency=32] ...
 
-Every input line that holds something ends as exactly one record: invalid URLs without a request, duplicates
-each with their own request (``dont_filter``), blocked, failed and non-2xx fetches as error records. With a crawl
-state (``-a state=job.sqlite``), a URL already in the job's output and a repeated one are skipped instead.
+Every input URL ends as exactly one record: invalid URLs without a request, blocked, failed and non-2xx fetches
+as error records; a repeated line is skipped (``duplicates_skipped``), as in the async engine
+(:class:`enrich.state.InputAdmission`). With a crawl state (``-a state=job.sqlite``), a URL already in the job's
+output is skipped too.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-from base64 import b64encode
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -41,11 +40,11 @@ from crawler.scrapy_mode.failures import FetchAborted, failure_reason, fetch_err
 from crawler.scrapy_mode.jobstate import job_of
 from crawler.scrapy_mode.logs import install_url_redaction
 from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META
-from crawler.scrapy_mode.responses import attempts_of, latency_ms, response_item
+from crawler.scrapy_mode.responses import STARTED_META, attempts_of, fetch_duration_ms, response_item
 from crawler.scrapy_mode.scheduler import release_request, scheduler_of
 from enrich.config import EnrichConfig, config_error_message
 from enrich.errors import ConfigError, FetchError
-from enrich.policy import http_error
+from enrich.policy import basic_authorization, http_error
 from enrich.record import utc_now_iso
 from enrich.stages import WorkItem
 from enrich.state import Admission, fresh_item
@@ -66,11 +65,6 @@ __all__ = ["ARGUMENTS", "INPUT_URL_META", "EnrichSpider", "failure_reason", "fet
 
 CONDITIONAL_META = "enrich_conditional"
 """Request meta key set when the request carries a recrawl's validators: a 304 to it is a page."""
-
-STARTED_META = "enrich_started"
-"""Request meta key holding when the request was made (``perf_counter``): a failure's fetch duration counts from
-there, across retries, as the async engine counts it."""
-
 
 # --- Arguments ------------------------------------------------------------------------------------------------------
 
@@ -266,8 +260,8 @@ def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(url)
     if parts.username is None:
         return url, {}
-    token = b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode("ascii")
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])), {"Authorization": f"Basic {token}"}
+    header = basic_authorization(unquote(parts.username), unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])), {"Authorization": header}
 
 
 # --- The spider -----------------------------------------------------------------------------------------------------
@@ -327,18 +321,17 @@ class EnrichSpider(Spider):
         # Scrapy reads start() whenever its downloader is full, so the bound is ours to keep: wait while the
         # frontier holds max_pending requests (FrontierScheduler; without it, Scrapy's own scheduler holds all).
         scheduler = scheduler_of(self.crawler)
-        state = job_of(self.crawler).state
+        job = job_of(self.crawler)
+        state = job.state
         for entry in read_urls(lines):
-            revisit = None
-            if state is not None:
-                kind, revisit = state.admit(entry.url, priority=entry.priority)
-                if kind is Admission.FRESH:
-                    item = fresh_item(state, entry.url, engine=ENGINE)
-                    if item is not None:
-                        yield item
-                        continue
-                elif not kind.fetch:
-                    continue  # counted by the state (duplicates_skipped, already_done in the stats)
+            kind, revisit = job.admission.admit(entry.url, priority=entry.priority)
+            if kind is Admission.FRESH and state is not None:
+                item = fresh_item(state, entry.url, engine=ENGINE)
+                if item is not None:
+                    yield item
+                    continue
+            elif not kind.fetch:
+                continue  # counted (duplicates_skipped, already_done in the stats)
             if scheduler is not None:
                 await scheduler.wait_for_room()
             yield self._request_or_error(entry, revisit)
@@ -348,7 +341,7 @@ class EnrichSpider(Spider):
             error = entry.error or ValueError("no URL")
             return WorkItem.from_error(entry.url, error, engine=ENGINE, stage="input")
         url, headers = _split_credentials(entry.fetch_url)
-        meta: dict[str, Any] = {INPUT_URL_META: entry.url, STARTED_META: time.perf_counter()}
+        meta: dict[str, Any] = {INPUT_URL_META: entry.url}
         if revisit is not None and revisit.final_url == entry.url and revisit.conditional_headers():
             # a URL that answered itself last time: ask whether it changed (a redirected one is compared by hash)
             headers.update(revisit.conditional_headers())
@@ -400,7 +393,7 @@ class EnrichSpider(Spider):
                     http_error(response.status, attempts=attempts_of(meta)),
                     engine=ENGINE,
                     attempts=attempts_of(meta),
-                    fetch_duration_ms=latency_ms(meta),
+                    fetch_duration_ms=fetch_duration_ms(meta),
                     fetched_at=utc_now_iso(),
                     status=response.status,
                     final_url=redact_url(response.url),
@@ -408,6 +401,5 @@ class EnrichSpider(Spider):
             ]
         error = fetch_error(failure, url=url, attempts=attempts_of(meta), config=self.config)
         self.logger.info("%s: %s", url, error, extra={"url": url, "stage": "fetch"})
-        started = meta.get(STARTED_META)
-        elapsed_ms = (time.perf_counter() - started) * 1000 if isinstance(started, float) else None
+        elapsed_ms = fetch_duration_ms(meta) if STARTED_META in meta else None
         return [WorkItem.from_error(url, error, engine=ENGINE, attempts=error.attempts, fetch_duration_ms=elapsed_ms)]
