@@ -10,8 +10,8 @@ behind :class:`~crawler.scrapy_mode.scheduler.FrontierScheduler`; nothing here w
   resolution), robots.txt (:class:`~enrich.policy.robots.RobotsPolicy`, fetched through Scrapy's own downloader)
   and its ``Crawl-delay`` (told to the frontier), an open circuit's refusal, the check that a redirect stays on
   HTTP(S), and each attempt's outcome reported to the frontier (releasing the request's lease).
-* :class:`BackoffRetryMiddleware`: Scrapy's retries with the async engine's backoff (the retry waits in the
-  frontier), and no retry when ``Retry-After`` asks for longer than ``fetch.retry_after_cap_s``.
+* :class:`~crawler.scrapy_mode.retry.BackoffRetryMiddleware` (re-exported here): Scrapy's retries with the async
+  engine's statuses and backoff (the retry waits in the frontier).
 * the size cap and capped decompression live in :mod:`crawler.scrapy_mode.bodies`.
 
 A request that a policy refuses, or that ends with one of our final errors, raises :class:`FetchAborted`; the
@@ -29,24 +29,27 @@ from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urljoin, urlsplit
 
 from scrapy import signals
-from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
 from scrapy.exceptions import DownloadConnectionRefusedError, DownloadTimeoutError, IgnoreRequest
 from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
-from scrapy.utils.response import response_status_message
 
 from crawler.scrapy_mode.bodies import MAX_BYTES_META
 from crawler.scrapy_mode.config import ENGINE, run_of
 from crawler.scrapy_mode.failures import TIMEOUTS, FetchAborted, failure_reason
-from crawler.scrapy_mode.responses import STARTED_META, attempts_of
+from crawler.scrapy_mode.responses import INPUT_URL_META, STARTED_META, attempts_of, input_url
+from crawler.scrapy_mode.retry import (
+    HTTP_NOTE_META,
+    LAST_REASON_META,
+    LAST_STATUS_META,
+    BackoffRetryMiddleware,
+    last_outcome_record,
+)
 from crawler.scrapy_mode.scheduler import CIRCUIT_META, LEASE_META, RETRY_AT_META, scheduler_of
 from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError
 from enrich.frontier import Lease, domain_of, outcome_of
-from enrich.policy import REDIRECT_STATUSES, RetryPolicy, failure_message, fetching, http_error
+from enrich.policy import REDIRECT_STATUSES, failure_message, fetching
 from enrich.policy.addresses import AddressPolicy, address_kind
 from enrich.policy.robots import RobotsPolicy
-from enrich.stages import WorkItem
-from enrich.urls import redact_url
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -57,6 +60,8 @@ if TYPE_CHECKING:
 __all__ = [
     "HTTP_NOTE_META",
     "INPUT_URL_META",
+    "LAST_REASON_META",
+    "LAST_STATUS_META",
     "POLICY_STATS",
     "RETRY_AT_META",
     "ROBOTS_META",
@@ -68,9 +73,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-INPUT_URL_META = "enrich_input_url"
-"""Request meta key holding the input URL (credentials removed), kept through redirects and retries."""
 
 ROBOTS_META = "enrich_robots"
 """Request meta flag of robots.txt fetches: the policies let them through (they are part of a policy check)."""
@@ -84,28 +86,11 @@ ROBOTS_MAX_REDIRECTS = 5
 DOWNLOAD_SLOT_META = "download_slot"
 """Scrapy's request meta key naming the download slot (``Downloader.DOWNLOAD_SLOT``)."""
 
-LAST_STATUS_META = "enrich_last_status"
-"""Request meta key of a retry: the status of the answer it retries (its record if the run stops first)."""
-
-LAST_REASON_META = "enrich_last_reason"
-"""Request meta key of a retry: the transport failure it retries, worded for a record."""
-
-RETRY_AFTER_META = "enrich_retry_after"
-"""Request meta key: the ``Retry-After`` header of the answer that is being retried."""
-
-HTTP_NOTE_META = "enrich_http_note"
-"""Request meta key: a note for the URL's ``HTTPError`` record (why a retryable answer was not retried)."""
-
 HTTP_SCHEMES = frozenset({"http", "https"})
 
 POLICY_STATS = "enrich/policies"
 """Crawler stats key: the policies' and the frontier's figures (:meth:`PolicyMiddleware.stats`), set when the
 spider closes; the sink pipeline puts them in the run's stats."""
-
-
-def _input_url(request: Request) -> str:
-    url = request.meta.get(INPUT_URL_META)
-    return url if isinstance(url, str) else redact_url(request.url)
 
 
 def _is_ip(host: str) -> bool:
@@ -207,7 +192,7 @@ class PolicyMiddleware:
         request.meta.setdefault(STARTED_META, time.perf_counter())
         refusal = request.meta.pop(CIRCUIT_META, None)
         if isinstance(refusal, str):  # the frontier refused it: the site's circuit is open; no slot is held
-            circuit = CircuitOpenError(refusal, url=_input_url(request), domain=domain_of(request.url))
+            circuit = CircuitOpenError(refusal, url=input_url(request), domain=domain_of(request.url))
             retried = LAST_STATUS_META in request.meta or LAST_REASON_META in request.meta
             raise FetchAborted(circuit, record=last_outcome_record(request, engine=ENGINE) if retried else None)
         url = request.url
@@ -216,7 +201,7 @@ class PolicyMiddleware:
         request.meta[DOWNLOAD_SLOT_META] = urlparse_cached(request).hostname or ""
         try:
             await self._check_address(request)
-            error = await self.robots.refusal(url, record_url=_input_url(request))
+            error = await self.robots.refusal(url, record_url=input_url(request))
             if error is not None:
                 raise FetchAborted(error)
             crawl_delay = await self.robots.crawl_delay(url)
@@ -261,7 +246,7 @@ class PolicyMiddleware:
             reason = self.addresses.check_addresses(host, resolved)
             address = next((ip for ip in resolved if address_kind(ip) is not None), "")
         if reason is not None:
-            raise FetchAborted(BlockedAddressError(reason, url=_input_url(request), host=host, address=address))
+            raise FetchAborted(BlockedAddressError(reason, url=input_url(request), host=host, address=address))
 
     async def fetch_robots(self, url: str) -> tuple[int, str]:
         """The robots.txt transport of :class:`RobotsPolicy`: Scrapy's downloader (its middlewares, User-Agent,
@@ -322,7 +307,7 @@ class PolicyMiddleware:
             if urlsplit(urljoin(request.url, target)).scheme.lower() not in HTTP_SCHEMES:
                 attempts = attempts_of(request.meta)
                 reason = fetching.non_http_redirect(target)
-                raise FetchAborted(FetchError(failure_message(attempts, reason), url=_input_url(request)))
+                raise FetchAborted(FetchError(failure_message(attempts, reason), url=input_url(request)))
         return response
 
     async def process_exception(self, request: Request, exception: BaseException) -> None:
@@ -354,103 +339,3 @@ class PolicyMiddleware:
         if scheduler is not None:
             out["frontier"] = scheduler.stats()
         return out
-
-
-class BackoffRetryMiddleware(RetryMiddleware):
-    """Scrapy's retries (how many times, which exceptions, its stats and log lines) with the async engine's
-    statuses and backoff.
-
-    Which statuses are retried is :meth:`enrich.policy.RetryPolicy.is_retryable_status` (5xx and 429), as in the
-    async engine; ``RETRY_HTTP_CODES`` is not read. Scrapy sends a retry at once; this gives it
-    :meth:`~enrich.policy.RetryPolicy.delay` (exponential with jitter, ``Retry-After`` honoured), as a not-before
-    time (:data:`RETRY_AT_META`) that the frontier's scheduler obeys: the retry waits queued, holding no place. An
-    answer whose ``Retry-After`` is longer than ``fetch.retry_after_cap_s`` is not retried at all (retrying at the
-    cap would be early): it goes to the spider, whose ``HTTPError`` record says why (:data:`HTTP_NOTE_META`), as
-    the async engine words it. The retry itself is Scrapy's public :func:`~scrapy.downloadermiddlewares.retry.
-    get_retry_request`.
-    """
-
-    def __init__(self, settings: Any, *, retry: RetryPolicy | None = None, config: EnrichConfig | None = None) -> None:
-        super().__init__(settings)
-        self.retry = retry or RetryPolicy()
-        self.config = config
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        config = run_of(crawler).config
-        middleware = cls(crawler.settings, retry=RetryPolicy.from_config(config.fetch), config=config)
-        middleware.crawler = crawler
-        return middleware
-
-    def process_response(self, request: Request, response: Response) -> Request | Response:  # type: ignore[override]
-        header = response.headers.get("Retry-After")
-        retry_after = header.decode("latin-1") if header is not None else None
-        request.meta[LAST_STATUS_META] = response.status  # a retry copies it: its record if the run stops first
-        request.meta.pop(LAST_REASON_META, None)
-        if request.meta.get("dont_retry", False) or not self.retry.is_retryable_status(response.status):
-            return response
-        if retry_after is not None:
-            request.meta[RETRY_AFTER_META] = retry_after
-        if attempts_of(request.meta) <= self._max_retries(request):
-            note = self.retry.too_long(retry_after)
-            if note is not None:
-                request.meta[HTTP_NOTE_META] = note
-                request.meta.pop(RETRY_AFTER_META, None)
-                return response
-        return self._retry_request(request, response_status_message(response.status)) or response
-
-    def process_exception(  # type: ignore[override]
-        self, request: Request, exception: Exception
-    ) -> Request | Response | None:
-        if not isinstance(exception, self.exceptions_to_retry) or request.meta.get("dont_retry", False):
-            return None
-        return self._retry_request(request, exception)
-
-    def _max_retries(self, request: Request) -> int:
-        value = request.meta.get("max_retry_times", self.max_retry_times)
-        return value if isinstance(value, int) else self.max_retry_times
-
-    def _retry_request(self, request: Request, reason: str | Exception) -> Request | None:
-        """Scrapy's retry of ``request`` (``None`` once its retries are spent), carrying what it retries and the
-        time before which it must not start."""
-        assert self.crawler.spider is not None
-        retry = get_retry_request(
-            request,
-            spider=self.crawler.spider,
-            reason=reason,
-            max_retry_times=self._max_retries(request),
-            priority_adjust=request.meta.get("priority_adjust", self.priority_adjust),
-            give_up_log_level=request.meta.get("give_up_log_level", self.give_up_log_level),
-        )
-        retry_after = request.meta.pop(RETRY_AFTER_META, None)
-        if retry is None:
-            return None
-        retry.meta.pop(RETRY_AFTER_META, None)
-        if isinstance(reason, Exception):
-            retry.meta.pop(LAST_STATUS_META, None)
-            retry.meta[LAST_REASON_META] = (
-                failure_reason(reason, url=request.url, config=self.config) if self.config else str(reason)
-            )
-        delay = self.retry.delay(retry.meta.get("retry_times", 1), retry_after)
-        # on time.monotonic, the frontier's clock: FrontierScheduler queues the retry until then
-        retry.meta[RETRY_AT_META] = time.monotonic() + delay
-        return retry
-
-
-def last_outcome_record(request: Request, *, engine: str) -> WorkItem:
-    """The record of a started request that will not be made: the answer or failure its retry was for (the run
-    stopped, or the site's circuit opened while it waited), or, for a redirect hop, that the redirect was not
-    followed (as the async engine words them)."""
-    url = _input_url(request)
-    attempts = max(1, attempts_of(request.meta) - 1)  # the attempts made; the queued one was not
-    status = request.meta.get(LAST_STATUS_META)
-    reason = request.meta.get(LAST_REASON_META)
-    if isinstance(status, int):
-        error = http_error(status, attempts=attempts)
-        return WorkItem.from_error(url, error, engine=engine, attempts=attempts, status=status)
-    if isinstance(reason, str):
-        return WorkItem.from_error(
-            url, FetchError(failure_message(attempts, reason), url=url, attempts=attempts), engine=engine
-        )
-    stopped = FetchError(fetching.stopped_before_redirect(request.url), url=url)
-    return WorkItem.from_error(url, stopped, engine=engine)

@@ -24,7 +24,8 @@ from scrapy.exceptions import DropItem
 from crawler.scrapy_mode.commands.crawl import RUN_FAILED_STAT
 from crawler.scrapy_mode.config import ENGINE, run_of
 from crawler.scrapy_mode.jobstate import job_of
-from crawler.scrapy_mode.middlewares import POLICY_STATS, last_outcome_record
+from crawler.scrapy_mode.middlewares import POLICY_STATS
+from crawler.scrapy_mode.retry import last_outcome_record
 from crawler.scrapy_mode.scheduler import scheduler_of
 from enrich.errors import SinkError
 from enrich.extract.stage import ExtractStage

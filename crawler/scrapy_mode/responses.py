@@ -17,14 +17,31 @@ from enrich.state import is_page
 from enrich.urls import redact_url
 
 if TYPE_CHECKING:
-    from scrapy.http import Response
+    from scrapy.http import Request, Response
 
-__all__ = ["STARTED_META", "attempts_of", "fetch_duration_ms", "response_headers", "response_item"]
+__all__ = [
+    "INPUT_URL_META",
+    "STARTED_META",
+    "attempts_of",
+    "fetch_duration_ms",
+    "input_url",
+    "response_headers",
+    "response_item",
+]
+
+INPUT_URL_META = "enrich_input_url"
+"""Request meta key holding the input URL (credentials removed), kept through redirects and retries."""
 
 STARTED_META = "enrich_started"
 """Request meta key: when the URL's first attempt started (``time.perf_counter``), set by the policy middleware and
 copied to its retries and redirect hops; its record's ``fetch_duration_ms`` counts from there
 (:func:`enrich.policy.fetch_duration_ms`)."""
+
+
+def input_url(request: Request) -> str:
+    """The URL a request's record is about: the input URL it was made for (a hop's or a retry's too)."""
+    url = request.meta.get(INPUT_URL_META)
+    return url if isinstance(url, str) else redact_url(request.url)
 
 
 def attempts_of(meta: dict[str, Any]) -> int:

@@ -35,8 +35,9 @@ from crawler.scrapy_mode.config import (
     store_run,
 )
 from crawler.scrapy_mode.exporters import RecordCsvItemExporter, RecordXmlItemExporter
-from crawler.scrapy_mode.middlewares import BackoffRetryMiddleware, PolicyMiddleware
+from crawler.scrapy_mode.middlewares import PolicyMiddleware
 from crawler.scrapy_mode.pipelines import ExtractPipeline, NLPPipeline, SinkPipeline
+from crawler.scrapy_mode.retry import BackoffRetryMiddleware
 from crawler.scrapy_mode.scheduler import FrontierScheduler
 from crawler.scrapy_mode.warc import WarcMiddleware
 

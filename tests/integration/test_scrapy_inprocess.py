@@ -7,6 +7,7 @@ What a subprocess cannot show is read here directly: the items Scrapy hands to i
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,11 @@ def make_app(seen: Seen) -> web.Application:
             return web.Response(status=int(path.rsplit("/", 1)[1]), text="try again")
         if path == "/moved":
             raise web.HTTPMovedPermanently("/page/final")
+        if path.startswith("/gzip/"):
+            size = int(path.rsplit("/", 1)[1])
+            html = article("Compressed", "word " * (size // 5))
+            headers = {"Content-Encoding": "gzip"}
+            return web.Response(body=gzip.compress(html), headers=headers, content_type="text/html")
         if path == "/big":
             return web.Response(body=article("Big", "word " * 20_000), content_type="text/html")
         return web.Response(body=article(f"Page {path}"), content_type="text/html")
@@ -192,3 +198,15 @@ async def test_size_cap_keeps_the_cut_body(tmp_path: Path, server: str) -> None:
     record = crawled.by_url(f"{server}/big")
     assert record["size_bytes"] == 4096
     assert record["metadata"]["truncated"] is True
+
+
+@in_reactor
+async def test_compressed_bodies_are_decoded_and_cut_at_the_cap(tmp_path: Path, server: str) -> None:
+    crawled = await enrich(tmp_path, [f"{server}/gzip/2000", f"{server}/gzip/2000000"], max_bytes="65536")
+    small = crawled.by_url(f"{server}/gzip/2000")
+    assert (small["title"], small["error"]) == ("Compressed", None)
+    assert "truncated" not in small["metadata"]
+    bomb = crawled.by_url(f"{server}/gzip/2000000")  # ~7 KB on the wire, 2 MB inflated
+    assert bomb["size_bytes"] == 65536
+    assert bomb["metadata"]["truncated"] is True
+    assert crawled.stat("httpcompression/response_count") == 2

@@ -301,8 +301,7 @@ class EnrichSpider(Spider):
         store_run(crawler.settings, config, options)
         remember_run(crawler, config, options)
         install_url_redaction()
-        spider = cls(config=config, options=options)
-        spider._set_crawler(crawler)
+        spider: Self = super().from_crawler(crawler, config=config, options=options)
         return spider
 
     async def start(self) -> AsyncIterator[Request | WorkItem]:
