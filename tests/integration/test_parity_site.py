@@ -3,13 +3,15 @@ agree field by field, timings aside.
 
 The site has what the engines must agree on (``enrich.policy``, ``enrich.state``): a repeated input line, redirect
 chains, answers retried and then good, a 5xx that stays one, final 4xx, a PDF, credentials in a URL (the page
-echoes the ``Authorization`` it got), a robots.txt refusal, an invalid URL. Each engine gets a fresh server (retry
-counters start again); URLs are compared with the server's address taken out. Both engines run in this process, in
-the reactor pytest-twisted runs (``tests/reactor.py``): the async engine is asyncio code like any other.
+echoes the ``Authorization`` it got), a robots.txt refusal; beside it a refused connection and invalid URLs. Each
+engine gets a fresh server (retry counters start again); URLs are compared with the server's address taken out.
+Both engines run in this process, in the reactor pytest-twisted runs (``tests/reactor.py``): the async engine is
+asyncio code like any other.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,7 @@ PATHS = [
     "/private/secret",  # robots.txt says no
     "/auth",
     "/page/b#fragment",
+    "/slow",  # past the timeout, twice
 ]
 
 
@@ -65,6 +68,8 @@ def site_app() -> web.Application:
             return web.Response(status=int(path.rsplit("/", 1)[1]), text="again")
         if path.startswith("/always/"):
             return web.Response(status=int(path.rsplit("/", 1)[1]), text="no")
+        if path == "/slow":
+            await asyncio.sleep(2)
         if path == "/doc.pdf":
             return web.Response(body=pdf, content_type="application/pdf")
         if path == "/auth":
@@ -77,14 +82,14 @@ def site_app() -> web.Application:
     return app
 
 
-def inputs(base: str) -> list[str]:
+def inputs(base: str, refused: str) -> list[str]:
     authority = base.removeprefix("http://")
     urls = [base + path for path in PATHS if path != "/auth"]
-    return [*urls, f"http://user:p%C3%A4ss@{authority}/auth", "not a url", "ftp://example.com/file.txt"]
+    return [*urls, f"http://user:p%C3%A4ss@{authority}/auth", refused, "not a url", "ftp://example.com/file.txt"]
 
 
 CONFIG = {
-    "fetch": {"retries": 1, "backoff_base_s": 0.05, "backoff_jitter": 0, "timeout_s": 5, "max_concurrency": 4},
+    "fetch": {"retries": 1, "backoff_base_s": 0.05, "backoff_jitter": 0, "timeout_s": 1, "max_concurrency": 4},
     "nlp": {"enabled": False},
 }
 
@@ -102,18 +107,19 @@ def comparable(records: list[dict[str, Any]], base: str) -> dict[str, dict[str, 
     return out
 
 
-async def crawl_async(tmp_path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+async def crawl_async(tmp_path: Path, refused: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     sink = MemorySink()
     with ServerThread(site_app) as server:
         config = EnrichConfig().replace(**CONFIG, output={"path": str(tmp_path / "unused.jsonl")})
-        stats = await run_async_enrichment(inputs(server.url), config=config, sinks=[sink], progress_interval_s=0)
+        urls = inputs(server.url, refused)
+        stats = await run_async_enrichment(urls, config=config, sinks=[sink], progress_interval_s=0)
         return comparable([r.to_dict() for r in sink.records], server.url), stats.to_dict()
 
 
-async def crawl_scrapy(tmp_path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+async def crawl_scrapy(tmp_path: Path, refused: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     with ServerThread(site_app) as server:
         input_file, stats_file = tmp_path / "urls.txt", tmp_path / "stats.json"
-        input_file.write_text("\n".join(inputs(server.url)) + "\n", encoding="utf-8")
+        input_file.write_text("\n".join(inputs(server.url, refused)) + "\n", encoding="utf-8")
         settings = Settings()
         settings.setmodule("crawler.scrapy_mode.settings", priority="project")
         settings.setdict({"LOG_LEVEL": "WARNING", "ENRICH_CONFIG": CONFIG}, priority="cmdline")
@@ -129,13 +135,16 @@ async def crawl_scrapy(tmp_path: Path) -> tuple[dict[str, dict[str, Any]], dict[
 
 
 @in_reactor
-async def test_both_engines_write_the_same_records(tmp_path: Path) -> None:
-    expected, async_stats = await crawl_async(tmp_path / "async")
+async def test_both_engines_write_the_same_records(tmp_path: Path, unreachable_url: str) -> None:
+    expected, async_stats = await crawl_async(tmp_path / "async", unreachable_url)
     (tmp_path / "scrapy").mkdir()
-    actual, scrapy_stats = await crawl_scrapy(tmp_path / "scrapy")
+    actual, scrapy_stats = await crawl_scrapy(tmp_path / "scrapy", unreachable_url)
 
     assert sorted(actual) == sorted(expected)
-    assert len(expected) == len(set(PATHS)) + 2  # the repeated line gave no second record
+    assert len(expected) == len(set(PATHS)) + 3  # the repeated line gave no second record
+    assert expected["SITE/slow"]["error"]["message"] == "Fetch failed after 2 attempts: Timeout after 1s"
+    refused = expected[unreachable_url]
+    assert refused["error"]["message"].startswith("Connection refused"), refused["error"]
     for url, record in expected.items():
         record["engine"] = actual[url]["engine"] = "-"
         assert actual[url] == record, url
