@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
+import marshal
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pytest
 from lxml import etree
@@ -23,7 +25,7 @@ from crawler.localsite import ServerThread, static_app
 from enrich.record import RECORD_FIELDS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from jsonschema import Draft202012Validator
 
@@ -63,6 +65,15 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     return header, rows
 
 
+def read_all(path: Path, load: Callable[[BinaryIO], Any]) -> list[dict[str, Any]]:
+    """Every object of a file of successive pickles or marshals, as Scrapy writes them."""
+    items = []
+    with path.open("rb") as handle:
+        while handle.peek(1):
+            items.append(load(handle))
+    return items
+
+
 def xml_items(path: Path) -> list[etree._Element]:
     return list(etree.parse(str(path)).getroot())
 
@@ -72,10 +83,11 @@ def test_feed_exports_are_the_records_in_every_format(
     tmp_path: Path, site: str, record_validator: Draft202012Validator
 ) -> None:
     urls = urls_file(tmp_path, site)
-    scrapy_crawl(tmp_path, "-a", f"input={urls}", "-O", "out.jsonl", "-O", "out.json", "-O", "out.csv", "-O", "out.xml")
+    feeds = ["out.jsonl", "out.json", "out.csv", "out.xml", "out.pickle", "out.marshal"]
+    scrapy_crawl(tmp_path, "-a", f"input={urls}", *(arg for feed in feeds for arg in ("-O", feed)))
 
     # -O alone writes the feeds and nothing else (no default output under data/)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.json", "out.jsonl", "out.xml", "urls.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*feeds, "urls.txt"])
 
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     listed = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
@@ -91,6 +103,8 @@ def test_feed_exports_are_the_records_in_every_format(
         assert tuple(child.tag for child in item) == RECORD_FIELDS
 
     by_url = {r["url"]: r for r in lines}
+    for name, load in (("out.pickle", pickle.load), ("out.marshal", marshal.load)):
+        assert {r["url"]: r for r in read_all(tmp_path / name, load)} == by_url, name
     assert by_url[f"{site}/lighthouse.html"]["title"]
     assert by_url[f"{site}/survey-report.pdf"]["content_type"] == "application/pdf"
     assert by_url[f"{site}/gone.html"]["error"]["message"] == "HTTP 404 Not Found"
