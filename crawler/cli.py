@@ -500,7 +500,7 @@ def _run_scrapy_engine(
         f"input_column={args.input_column}",
         "-a",
         f"input_field={args.input_field}",
-        *(["-a", f"state={state}"] if state is not None else []),
+        *(["-a", f"state={state.resolve()}"] if state is not None else []),  # the child runs in REPO_ROOT
         *(["-a", f"max_age={args.max_age}"] if state is not None and args.max_age is not None else []),
         *scrapy_settings_args(args),
         "-L",

@@ -19,8 +19,11 @@ if str(REPO_ROOT) not in sys.path:
 from enrich.config import NLPConfig  # noqa: E402
 from enrich.nlp import TextAnalyzer, load_model  # noqa: E402
 from enrich.record import FetchedPage, load_schema  # noqa: E402
+from tests.reactor import call_outside_reactor, is_reactor_test, reactor_loop_set, resume_reactor_loop  # noqa: E402
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from jsonschema import Draft202012Validator
     from spacy.language import Language
 
@@ -102,3 +105,25 @@ def record_validator() -> Draft202012Validator:
     schema = load_schema()
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
+
+
+# --- pytest-twisted beside pytest-asyncio (see tests/reactor.py) ----------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object | None:
+    """Only ``reactor`` tests run in the reactor's greenlet; every other test is called as pytest calls it."""
+    return call_outside_reactor(pyfuncitem)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    if not is_reactor_test(item):
+        return (yield)
+    with reactor_loop_set():
+        return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    resume_reactor_loop()

@@ -31,7 +31,7 @@ from crawler.async_engine.fetcher import (
 )
 from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError, SinkError
 from enrich.frontier import Outcome, outcome_of
-from enrich.policy import failure_message, http_error
+from enrich.policy import failure_message, fetching, http_error
 from enrich.record import FetchedPage, utc_now_iso
 from enrich.stages import WorkItem
 from enrich.state import is_page
@@ -253,9 +253,7 @@ class RequestRunner:
         job.auth = auth if auth is not None else (job.origin_auth if job.target.origin() == job.origin else None)
         job.redirects += 1
         if self.stopping:
-            return self._error(
-                job, FetchError(f"Run stopped before following the redirect to {redact_url(str(target))}")
-            )
+            return self._error(job, FetchError(fetching.stopped_before_redirect(str(target))))
         self.frontier.push(str(job.target), job, priority=lease.priority)
         return None
 
@@ -281,7 +279,7 @@ class RequestRunner:
         )
 
     def _elapsed_ms(self, job: Job) -> float | None:
-        return None if job.started is None else (self._clock() - job.started) * 1000
+        return None if job.started is None else fetching.fetch_duration_ms(job.started, self._clock())
 
     def _http_error(self, page: FetchedPage, *, note: str | None = None) -> WorkItem:
         return WorkItem.from_error(

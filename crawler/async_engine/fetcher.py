@@ -30,7 +30,8 @@ from crawler.async_engine.resolver import AddressCheckingResolver
 from crawler.async_engine.tracing import ConnectTimer, connect_trace_config
 from enrich.codings import decompress_capped
 from enrich.errors import BlockedAddressError, FetchError, FetchTimeoutError, SinkError
-from enrich.policy import AddressPolicy, failure_message
+from enrich.policy import AddressPolicy, failure_message, fetching
+from enrich.policy.fetching import REDIRECT_STATUSES
 from enrich.urls import redact_url
 from enrich.warc import Exchange
 
@@ -60,16 +61,12 @@ logger = logging.getLogger(__name__)
 CHUNK_BYTES = 64 * 1024
 """Read size while streaming a body: large enough to keep per-chunk overhead low, small enough to stop near the cap."""
 
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 ROBOTS_MAX_REDIRECTS = 5
 """Redirects followed for robots.txt (RFC 9309 asks for at least five)."""
 
 ROBOTS_MAX_BYTES = 500 * 1024
 """robots.txt bytes read; the policy parses at most :data:`enrich.policy.robots.MAX_ROBOTS_BYTES` of them."""
-
-MAX_LOCATION_CHARS = 500
-"""A hostile ``Location`` quoted in an error message is cut here: messages stay one readable line."""
 
 MAX_BLOCKED_HOSTS = 10_000
 """Hosts remembered as refused while fetching their robots.txt (so their URLs get the address refusal)."""
@@ -100,23 +97,23 @@ def describe_error(exc: BaseException, *, timeout_s: float | None = None, max_re
     if isinstance(exc, aiohttp.SocketTimeoutError):
         return "Read timeout"
     if isinstance(exc, TimeoutError):
-        return f"Timeout after {timeout_s:g}s" if timeout_s is not None else "Timeout"
+        return fetching.timeout(timeout_s) if timeout_s is not None else "Timeout"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"DNS lookup failed for {exc.host}"
+        return fetching.dns_failure(exc.host)
     if isinstance(exc, aiohttp.ClientConnectorError):
         if isinstance(exc.os_error, ConnectionRefusedError):
-            return "Connection refused"
+            return fetching.REFUSED
         return f"Cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "Server disconnected"
+        return fetching.DISCONNECTED
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return "Connection dropped while reading the body"
+        return fetching.BODY_DROPPED
     if isinstance(exc, aiohttp.ClientOSError) and isinstance(exc.__cause__ or exc, ConnectionResetError):
-        return "Connection dropped while reading the body"
+        return fetching.BODY_DROPPED
     if isinstance(exc, aiohttp.TooManyRedirects):
-        return f"Too many redirects (more than {max_redirects})" if max_redirects is not None else "Too many redirects"
+        return fetching.too_many_redirects(max_redirects) if max_redirects is not None else "Too many redirects"
     if isinstance(exc, aiohttp.NonHttpUrlRedirectClientError):
-        return f"Redirect to a non-HTTP URL: {exc}"
+        return fetching.non_http_redirect(str(exc))
     if isinstance(exc, aiohttp.InvalidURL):
         return f"Invalid URL: {redact_url(str(exc))}"
     text = str(exc)
@@ -139,18 +136,13 @@ def _headers(response: aiohttp.ClientResponse) -> dict[str, str]:
     return headers
 
 
-def _quote_location(location: str) -> str:
-    text = redact_url(location)
-    return text if len(text) <= MAX_LOCATION_CHARS else text[:MAX_LOCATION_CHARS] + "..."
-
-
 def split_auth(target: str) -> tuple[URL, dict[str, str] | None]:
     """The URL without ``user:password@`` and the ``Authorization`` header they stand for (sent to that origin
     only, so credentials never reach the host an open redirect points to)."""
     url = URL(target)
     if url.user is None and url.password is None:
         return url, None
-    header = {"Authorization": aiohttp.encode_basic_auth(url.user or "", url.password or "")}
+    header = {"Authorization": fetching.basic_authorization(url.user or "", url.password or "")}
     return url.with_user(None), header
 
 
@@ -163,17 +155,17 @@ def follow_location(current: URL, location: str, status: int, *, redirects: int,
         scheme = ""
     if scheme not in {"http", "https"}:
         if scheme:
-            raise RedirectProblem(f"Redirect to a non-HTTP URL: {_quote_location(location)}", status=status)
-        raise RedirectProblem(f"Invalid redirect URL: {_quote_location(location)}", status=status)
+            raise RedirectProblem(fetching.non_http_redirect(location), status=status)
+        raise RedirectProblem(fetching.invalid_redirect(location), status=status)
     if redirects >= max_redirects:
-        raise RedirectProblem(f"Too many redirects (more than {max_redirects})", status=status)
+        raise RedirectProblem(fetching.too_many_redirects(max_redirects), status=status)
     try:
         target = URL(joined)
         valid = bool(target.host)
     except (ValueError, TypeError):
         valid = False
     if not valid:
-        raise RedirectProblem(f"Invalid redirect URL: {_quote_location(location)}", status=status)
+        raise RedirectProblem(fetching.invalid_redirect(location), status=status)
     return target
 
 
@@ -371,7 +363,7 @@ class AiohttpFetcher:
                         redirects=redirects,
                         max_redirects=ROBOTS_MAX_REDIRECTS,
                     )
-                raise ConnectionError(f"Too many redirects (more than {ROBOTS_MAX_REDIRECTS})")
+                raise ConnectionError(fetching.too_many_redirects(ROBOTS_MAX_REDIRECTS))
         except SinkError:
             raise  # the WARC file cannot be written: not a property of the site; the run stops
         except BlockedAddressError as exc:

@@ -21,7 +21,6 @@ gets its last outcome as its record), lets in-flight requests finish and closes 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from enrich.frontier import Frontier
 from enrich.pipeline import build_sinks, build_stages, run_figures
 from enrich.policy import RetryPolicy, RobotsPolicy
 from enrich.stages import StageChain, WorkItem
-from enrich.state import Admission, fresh_item
+from enrich.state import Admission, InputAdmission, fresh_item
 from enrich.stats import RunStats
 from enrich.urls import InputURL, read_urls
 from enrich.warc import WarcWriter
@@ -59,10 +58,6 @@ ENGINE = "async"
 
 PROGRESS_INTERVAL_S = 10.0
 """Default time between two progress lines."""
-
-MAX_SEEN_URLS = 200_000
-"""Distinct URLs remembered to skip repeated entries: 8-byte digests, about 15 MB at most. Past this many the
-input is expected to come de-duplicated (stage 2 does it) and later repeats are fetched again, with one warning."""
 
 QUEUED_JOB_BYTES = 1_200
 """What a queued :class:`~crawler.async_engine.crawl.Job` costs beside its URL and the frontier's own entry
@@ -141,9 +136,8 @@ class AsyncEnrichmentProcessor:
         self.stats = RunStats(engine=engine, clock=clock, concurrency=lambda: self._active)
         self.not_started = 0
         """URLs read from the input but dropped unfetched because :meth:`stop` was called."""
-        self.duplicates = 0
-        """Input entries skipped because the same URL came earlier in the run."""
-        self._seen: set[bytes] = set()
+        self.admission = InputAdmission(state)
+        """What to do with each input URL (with the crawl state, or skipping repeats without one)."""
         self.listeners: list[Callable[[Record], None]] = []
         """Called with every finished record of each run (:attr:`RunStats.listeners`), e.g. the metrics."""
 
@@ -231,7 +225,7 @@ class AsyncEnrichmentProcessor:
         stats = self.stats = RunStats(engine=self.engine, clock=self._clock, concurrency=lambda: self._active)
         stats.fetch_slots = self.max_concurrency
         stats.listeners.extend(self.listeners)
-        self._seen.clear()
+        self.admission = InputAdmission(self.state)
         items: asyncio.Queue[WorkItem | None] = asyncio.Queue(self.queue_size)
         await self.chain.open()
         try:
@@ -308,23 +302,18 @@ class AsyncEnrichmentProcessor:
         if self.stopping:
             self.not_started += 1
             return False
-        revisit = None
-        if self.state is not None:
-            kind, revisit = self.state.admit(entry.url, priority=entry.priority)
-            if kind is Admission.FRESH:
-                item = fresh_item(self.state, entry.url, engine=self.engine)
-                if item is not None:
-                    await items.put(item)
-                    return True
-            elif not kind.fetch:
-                if kind is Admission.DUPLICATE:
-                    self.duplicates += 1
-                self.stats.skipped_input += 1
+        kind, revisit = self.admission.admit(entry.url, priority=entry.priority)
+        if kind is Admission.FRESH and self.state is not None:
+            item = fresh_item(self.state, entry.url, engine=self.engine)
+            if item is not None:
+                await items.put(item)
                 return True
-        elif self._repeated(entry.url):
-            self.duplicates += 1
+        elif not kind.fetch:
             self.stats.skipped_input += 1
-            logger.info("skipping repeated input entry %s (line %d)", entry.url, entry.line, extra={"url": entry.url})
+            if kind is Admission.DUPLICATE:
+                logger.info(
+                    "skipping repeated input entry %s (line %d)", entry.url, entry.line, extra={"url": entry.url}
+                )
             return True
         if entry.error is not None:
             await items.put(WorkItem.from_error(entry.url, entry.error, engine=self.engine, stage="input"))
@@ -345,17 +334,6 @@ class AsyncEnrichmentProcessor:
         job = Job.of(entry, revisit)
         self.frontier.add(str(job.target), job, priority=entry.priority, size=QUEUED_JOB_BYTES)
         return True
-
-    def _repeated(self, url: str) -> bool:
-        """Whether ``url`` came before in this run (remembering it if not, up to :data:`MAX_SEEN_URLS`)."""
-        digest = hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-        if digest in self._seen:
-            return True
-        if len(self._seen) < MAX_SEEN_URLS:
-            self._seen.add(digest)
-            if len(self._seen) == MAX_SEEN_URLS:
-                logger.warning("%d distinct URLs seen: later repeated entries are not detected", MAX_SEEN_URLS)
-        return False
 
     async def _watch_stop(self, items: asyncio.Queue[WorkItem | None]) -> None:
         """On :meth:`stop`: drain the frontier; started URLs get their records, the rest count as not started."""
@@ -432,7 +410,7 @@ class AsyncEnrichmentProcessor:
     def _finish(self, stats: RunStats) -> None:
         stats.extra["peak_in_flight"] = self.peak_active
         stats.extra["not_started"] = self.not_started
-        stats.extra["duplicates_skipped"] = self.duplicates
+        stats.extra["duplicates_skipped"] = self.admission.duplicates
         stats.extra["frontier"] = self.frontier.stats()
         stats.extra["respect_robots"] = self.robots is not None and self.robots.enabled
         if self.robots is not None:

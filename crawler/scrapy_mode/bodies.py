@@ -13,17 +13,19 @@ import logging
 from typing import TYPE_CHECKING, Any, Self
 
 from scrapy import signals
-from scrapy.downloadermiddlewares.httpcompression import HttpCompressionMiddleware
-from scrapy.exceptions import StopDownload
-from scrapy.http import Request, Response
+from scrapy.downloadermiddlewares.httpcompression import ACCEPTED_ENCODINGS
+from scrapy.exceptions import NotConfigured, StopDownload
+from scrapy.http import Request, Response, TextResponse
+from scrapy.responsetypes import responsetypes
 
+from crawler.scrapy_mode.config import run_of
 from enrich.codings import decompress_capped
 from enrich.urls import redact_url
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
+    from scrapy.statscollectors import StatsCollector
 
-    from enrich.config import EnrichConfig
 
 __all__ = [
     "MAX_BYTES_META",
@@ -34,12 +36,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _run_config(crawler: Crawler) -> EnrichConfig:
-    from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports this module
-
-    return enrich_config_from_settings(crawler.settings)
 
 
 MAX_BYTES_META = "enrich_max_bytes"
@@ -70,7 +66,7 @@ class SizeCapMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        middleware = cls(max_bytes=_run_config(crawler).fetch.max_response_bytes)
+        middleware = cls(max_bytes=run_of(crawler).config.fetch.max_response_bytes)
         crawler.signals.connect(middleware.bytes_received, signal=signals.bytes_received)
         return middleware
 
@@ -101,38 +97,59 @@ class SizeCapMiddleware:
         return response
 
 
-class CappedHttpCompressionMiddleware(HttpCompressionMiddleware):
-    """Scrapy's ``HttpCompressionMiddleware``, with a decompressed body cut at the size cap and flagged
-    :data:`TRUNCATED_FLAG`, instead of dropped with ``IgnoreRequest``. Decompression streams in 64 KiB steps and
-    stops at the cap, so a gzip bomb costs the cap in memory, not what it inflates to.
+class CappedHttpCompressionMiddleware:
+    """Scrapy's ``HttpCompressionMiddleware`` (same place, same ``Accept-Encoding``, same stats), with a decompressed
+    body cut at the size cap and flagged :data:`TRUNCATED_FLAG`, instead of dropped with ``IgnoreRequest``.
+    Decompression streams in 64 KiB steps and stops at the cap (:func:`enrich.codings.decompress_capped`), so a gzip
+    bomb costs the cap in memory, not what it inflates to. Codings are undone from the last applied; one it does not
+    know stays in ``Content-Encoding`` with what is under it.
+
+    Args:
+        max_bytes: ``fetch.max_response_bytes``; a request's :data:`MAX_BYTES_META` overrides it.
+        stats: the crawler's stats (``httpcompression/response_bytes``, ``httpcompression/response_count``).
     """
 
-    def __init__(self, *, crawler: Crawler, max_bytes: int) -> None:
-        super().__init__(crawler=crawler)
-        self._cap = max_bytes
-        self._warn_size = 0  # a body past the cap is flagged and logged by us; Scrapy's warning would repeat it
-        self._cut = False
+    def __init__(self, *, max_bytes: int, stats: StatsCollector | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.stats = stats
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler=crawler, max_bytes=_run_config(crawler).fetch.max_response_bytes)
+        if not crawler.settings.getbool("COMPRESSION_ENABLED"):
+            raise NotConfigured
+        return cls(max_bytes=run_of(crawler).config.fetch.max_response_bytes, stats=crawler.stats)
 
-    def process_response(self, request: Request, response: Response) -> Request | Response:  # type: ignore[override]
+    def process_request(self, request: Request) -> None:
+        request.headers.setdefault("Accept-Encoding", b", ".join(ACCEPTED_ENCODINGS))
+
+    def process_response(self, request: Request, response: Response) -> Response:
+        values = response.headers.getlist("Content-Encoding")
+        codings = [coding.strip().lower() for value in values for coding in value.split(b",")]
+        if request.method == "HEAD" or not codings:
+            return response
         cap = request.meta.get(MAX_BYTES_META)
-        self._max_size = cap if isinstance(cap, int) and cap > 0 else self._cap
-        self._cut = False
-        result = super().process_response(request, response)
-        if self._cut and isinstance(result, Response):
-            logger.warning(
-                "decompressed body of %s cut at %d bytes",
-                redact_url(response.url),
-                self._max_size,
-                extra={"url": response.url},
-            )
-            return result.replace(flags=[*result.flags, TRUNCATED_FLAG])
-        return result
-
-    def _decode(self, body: bytes, encoding: bytes, max_size: int) -> bytes:  # type: ignore[override]
-        decoded, cut = decompress_capped(body, encoding, max_size)
-        self._cut |= cut
+        max_size = cap if isinstance(cap, int) and cap > 0 else self.max_bytes
+        body, cut = response.body, False
+        while codings and codings[-1] in _DECODED:
+            body, cut_now = decompress_capped(body, codings.pop(), max_size)
+            cut |= cut_now
+        if self.stats is not None:
+            self.stats.inc_value("httpcompression/response_bytes", len(body))
+            self.stats.inc_value("httpcompression/response_count")
+        headers = response.headers.copy()
+        if codings:
+            headers["Content-Encoding"] = b", ".join(codings)
+        else:
+            del headers["Content-Encoding"]
+        cls = responsetypes.from_args(headers=headers, url=response.url, body=body)
+        kwargs: dict[str, Any] = {"encoding": None} if issubclass(cls, TextResponse) else {}
+        flags = response.flags
+        if cut:
+            logger.warning("decompressed body of %s cut at %d bytes", redact_url(response.url), max_size)
+            flags = [*flags, TRUNCATED_FLAG]
+        decoded: Response = response.replace(cls=cls, body=body, headers=headers, flags=flags, **kwargs)
         return decoded
+
+
+_DECODED = frozenset({*ACCEPTED_ENCODINGS, b"x-gzip"})
+"""The codings :func:`~enrich.codings.decompress_capped` undoes (Scrapy's list)."""

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Self
 from scrapy import Request
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 
+from crawler.scrapy_mode.config import run_of
+from crawler.scrapy_mode.failures import FetchAborted
 from crawler.scrapy_mode.jobstate import job_of
-from crawler.scrapy_mode.middlewares import FetchAborted
-from crawler.scrapy_mode.pipelines import StagePipeline, _run_config
+from crawler.scrapy_mode.pipelines import StagePipeline
 from enrich.contacts import ContactStage
 from enrich.errors import FetchError
 from enrich.record import FetchedPage, utc_now_iso
@@ -72,7 +73,7 @@ class ContactPipeline(StagePipeline):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        config = _run_config(crawler)
+        config = run_of(crawler).config
         if not config.contacts.enabled:
             raise NotConfigured("contacts.enabled is off")
         fetch = ScrapyContactFetch(crawler=crawler, max_bytes=config.fetch.max_response_bytes)

@@ -15,8 +15,9 @@ from weakref import WeakKeyDictionary
 
 from scrapy import signals
 
+from crawler.scrapy_mode.config import run_of
 from enrich.distributed import QueueFeed, RedisSiteGate, WorkQueue, worker_name
-from enrich.state import CrawlState
+from enrich.state import CrawlState, InputAdmission
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -29,10 +30,11 @@ __all__ = ["CrawlJob", "job_of"]
 
 @dataclass
 class CrawlJob:
-    """A crawler's state (``None`` without ``ENRICH_STATE``), the stages its pipelines run (for the stats) and, for a
-    distributed worker, its queue and site gate (``None`` otherwise)."""
+    """A crawler's state (``None`` without ``ENRICH_STATE``), how its input is admitted, the stages its pipelines
+    run (for the stats) and, for a distributed worker, its queue and site gate (``None`` otherwise)."""
 
     state: CrawlState | None
+    admission: InputAdmission
     stages: list[Stage] = field(default_factory=list)
     feed: QueueFeed | None = None
     gate: RedisSiteGate | None = None
@@ -52,13 +54,11 @@ def job_of(crawler: Crawler) -> CrawlJob:
     job = _JOBS.get(crawler)
     if job is not None:
         return job
-    from crawler.scrapy_mode.settings import run_options_from_settings  # deferred: settings imports the pipelines
-
-    options = run_options_from_settings(crawler.settings)
+    options = run_of(crawler).options
     state = None
     if options.state is not None:
         state = CrawlState.open(options.state, recrawl=options.recrawl, max_age_s=options.max_age_s)
-    job = _JOBS[crawler] = CrawlJob(state)
+    job = _JOBS[crawler] = CrawlJob(state, InputAdmission(state))
     if crawler.settings.get("ENRICH_REDIS_URL"):
         _join_queue(crawler, job)
     if state is not None:
@@ -74,8 +74,6 @@ def _join_queue(crawler: Crawler, job: CrawlJob) -> None:
     """Make ``job`` a distributed worker's: its queue feed and site gate, from the ``ENRICH_REDIS_*`` settings."""
     import redis
 
-    from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports the pipelines
-
     settings = crawler.settings
     client = redis.Redis.from_url(settings.get("ENRICH_REDIS_URL"), socket_connect_timeout=10)
     name = settings.get("ENRICH_REDIS_JOB")
@@ -87,7 +85,7 @@ def _join_queue(crawler: Crawler, job: CrawlJob) -> None:
         lease_timeout_s=settings.getfloat("ENRICH_LEASE_TIMEOUT_S", 300.0),
         max_deliveries=settings.getint("ENRICH_MAX_DELIVERIES", 3),
     )
-    config = enrich_config_from_settings(settings)
+    config = run_of(crawler).config
     job.feed = QueueFeed(queue, batch=min(50, config.frontier.max_pending), wait=settings.getbool("ENRICH_WORKER_WAIT"))
     job.gate = RedisSiteGate(client, name, worker=worker, permit_ttl_s=config.fetch.timeout_s + 10)
     job.jsonl = settings.getbool("ENRICH_WORKER_JSONL", False)

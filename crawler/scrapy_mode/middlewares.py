@@ -10,8 +10,8 @@ behind :class:`~crawler.scrapy_mode.scheduler.FrontierScheduler`; nothing here w
   resolution), robots.txt (:class:`~enrich.policy.robots.RobotsPolicy`, fetched through Scrapy's own downloader)
   and its ``Crawl-delay`` (told to the frontier), an open circuit's refusal, the check that a redirect stays on
   HTTP(S), and each attempt's outcome reported to the frontier (releasing the request's lease).
-* :class:`BackoffRetryMiddleware`: Scrapy's retries with the async engine's backoff (the retry waits in the
-  frontier), and no retry when ``Retry-After`` asks for longer than ``fetch.retry_after_cap_s``.
+* :class:`~crawler.scrapy_mode.retry.BackoffRetryMiddleware` (re-exported here): Scrapy's retries with the async
+  engine's statuses and backoff (the retry waits in the frontier).
 * the size cap and capped decompression live in :mod:`crawler.scrapy_mode.bodies`.
 
 A request that a policy refuses, or that ends with one of our final errors, raises :class:`FetchAborted`; the
@@ -29,23 +29,27 @@ from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urljoin, urlsplit
 
 from scrapy import signals
-from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.exceptions import DownloadConnectionRefusedError, DownloadTimeoutError, IgnoreRequest
 from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
-from twisted.internet.error import TCPTimedOutError
-from twisted.internet.error import TimeoutError as TxTimeoutError
 
 from crawler.scrapy_mode.bodies import MAX_BYTES_META
-from crawler.scrapy_mode.pipelines import ENGINE
+from crawler.scrapy_mode.config import ENGINE, run_of
+from crawler.scrapy_mode.failures import TIMEOUTS, FetchAborted, failure_reason
+from crawler.scrapy_mode.responses import INPUT_URL_META, STARTED_META, attempts_of, input_url
+from crawler.scrapy_mode.retry import (
+    HTTP_NOTE_META,
+    LAST_REASON_META,
+    LAST_STATUS_META,
+    BackoffRetryMiddleware,
+    last_outcome_record,
+)
 from crawler.scrapy_mode.scheduler import CIRCUIT_META, LEASE_META, RETRY_AT_META, scheduler_of
 from enrich.errors import BlockedAddressError, CircuitOpenError, FetchError
 from enrich.frontier import Lease, domain_of, outcome_of
-from enrich.policy import RetryPolicy, failure_message, http_error
+from enrich.policy import REDIRECT_STATUSES, failure_message, fetching
 from enrich.policy.addresses import AddressPolicy, address_kind
 from enrich.policy.robots import RobotsPolicy
-from enrich.stages import WorkItem
-from enrich.urls import redact_url
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -56,6 +60,9 @@ if TYPE_CHECKING:
 __all__ = [
     "HTTP_NOTE_META",
     "INPUT_URL_META",
+    "LAST_REASON_META",
+    "LAST_STATUS_META",
+    "POLICY_STATS",
     "RETRY_AT_META",
     "ROBOTS_META",
     "BackoffRetryMiddleware",
@@ -66,9 +73,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-INPUT_URL_META = "enrich_input_url"
-"""Request meta key holding the input URL (credentials removed), kept through redirects and retries."""
 
 ROBOTS_META = "enrich_robots"
 """Request meta flag of robots.txt fetches: the policies let them through (they are part of a policy check)."""
@@ -82,56 +86,11 @@ ROBOTS_MAX_REDIRECTS = 5
 DOWNLOAD_SLOT_META = "download_slot"
 """Scrapy's request meta key naming the download slot (``Downloader.DOWNLOAD_SLOT``)."""
 
-LAST_STATUS_META = "enrich_last_status"
-"""Request meta key of a retry: the status of the answer it retries (its record if the run stops first)."""
-
-LAST_REASON_META = "enrich_last_reason"
-"""Request meta key of a retry: the transport failure it retries, worded for a record."""
-
-RETRY_AFTER_META = "enrich_retry_after"
-"""Request meta key: the ``Retry-After`` header of the answer that is being retried."""
-
-HTTP_NOTE_META = "enrich_http_note"
-"""Request meta key: a note for the URL's ``HTTPError`` record (why a retryable answer was not retried)."""
-
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HTTP_SCHEMES = frozenset({"http", "https"})
 
-_TIMEOUTS: tuple[type[BaseException], ...] = (DownloadTimeoutError, TxTimeoutError, TCPTimedOutError, TimeoutError)
-"""Transport failures that are timeouts: a congestion signal for the site, unlike a refused connection."""
-
-
-class FetchAborted(IgnoreRequest):
-    """A request that ends with one of our errors instead of a response: a policy refusal (robots.txt, circuit,
-    address) or a final fetch error (a redirect to a non-HTTP URL). The spider's errback writes ``error``.
-
-    Args:
-        error: the error of the URL's record.
-        record: the record to write instead, when the URL has a better one (a retry refused by an open circuit
-            keeps the answer it retried, as in the async engine).
-    """
-
-    def __init__(self, error: FetchError, *, record: WorkItem | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.record = record
-
-
-def attempts_of(meta: dict[str, Any]) -> int:
-    """The number of the attempt a request is (1 for the first), from Scrapy's retry counter."""
-    retries = meta.get("retry_times", 0)
-    return (retries if isinstance(retries, int) else 0) + 1
-
-
-def _input_url(request: Request) -> str:
-    url = request.meta.get(INPUT_URL_META)
-    return url if isinstance(url, str) else redact_url(request.url)
-
-
-def _run_config(crawler: Crawler) -> EnrichConfig:
-    from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports this module
-
-    return enrich_config_from_settings(crawler.settings)
+POLICY_STATS = "enrich/policies"
+"""Crawler stats key: the policies' and the frontier's figures (:meth:`PolicyMiddleware.stats`), set when the
+spider closes; the sink pipeline puts them in the run's stats."""
 
 
 def _is_ip(host: str) -> bool:
@@ -181,7 +140,7 @@ class PolicyMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        config = _run_config(crawler)
+        config = run_of(crawler).config
         holder: list[PolicyMiddleware] = []
 
         async def fetch_robots(url: str) -> tuple[int, str]:
@@ -229,9 +188,11 @@ class PolicyMiddleware:
             # they are part of a policy check, so robots.txt and the frontier do not apply to them
             await self._check_address(request)
             return
+        # the URL's fetch starts with its first attempt (a retry and a redirect hop copy the meta): fetch_duration_ms
+        request.meta.setdefault(STARTED_META, time.perf_counter())
         refusal = request.meta.pop(CIRCUIT_META, None)
         if isinstance(refusal, str):  # the frontier refused it: the site's circuit is open; no slot is held
-            circuit = CircuitOpenError(refusal, url=_input_url(request), domain=domain_of(request.url))
+            circuit = CircuitOpenError(refusal, url=input_url(request), domain=domain_of(request.url))
             retried = LAST_STATUS_META in request.meta or LAST_REASON_META in request.meta
             raise FetchAborted(circuit, record=last_outcome_record(request, engine=ENGINE) if retried else None)
         url = request.url
@@ -240,7 +201,7 @@ class PolicyMiddleware:
         request.meta[DOWNLOAD_SLOT_META] = urlparse_cached(request).hostname or ""
         try:
             await self._check_address(request)
-            error = await self.robots.refusal(url, record_url=_input_url(request))
+            error = await self.robots.refusal(url, record_url=input_url(request))
             if error is not None:
                 raise FetchAborted(error)
             crawl_delay = await self.robots.crawl_delay(url)
@@ -292,7 +253,7 @@ class PolicyMiddleware:
             reason = self.addresses.check_addresses(host, resolved)
             address = next((ip for ip in resolved if address_kind(ip) is not None), "")
         if reason is not None:
-            raise FetchAborted(BlockedAddressError(reason, url=_input_url(request), host=host, address=address))
+            raise FetchAborted(BlockedAddressError(reason, url=input_url(request), host=host, address=address))
 
     async def fetch_robots(self, url: str) -> tuple[int, str]:
         """The robots.txt transport of :class:`RobotsPolicy`: Scrapy's downloader (its middlewares, User-Agent,
@@ -319,12 +280,10 @@ class PolicyMiddleware:
         except DownloadTimeoutError as exc:
             raise TimeoutError from exc
         except DownloadConnectionRefusedError as exc:
-            raise ConnectionRefusedError("Connection refused") from exc
+            raise ConnectionRefusedError(fetching.REFUSED) from exc
         except FetchAborted:
             raise  # a hop refused by our checks (its message says why)
         except Exception as exc:  # worded as the async engine words it: the URLs' records quote it
-            from crawler.scrapy_mode.spiders.enrich import failure_reason  # deferred: the spider imports this module
-
             if self.config is None:
                 raise
             raise ConnectionError(failure_reason(exc, url=url, config=self.config)) from exc
@@ -354,8 +313,8 @@ class PolicyMiddleware:
             target = location.decode("latin-1").strip()
             if urlsplit(urljoin(request.url, target)).scheme.lower() not in HTTP_SCHEMES:
                 attempts = attempts_of(request.meta)
-                reason = f"Redirect to a non-HTTP URL: {redact_url(target)}"
-                raise FetchAborted(FetchError(failure_message(attempts, reason), url=_input_url(request)))
+                reason = fetching.non_http_redirect(target)
+                raise FetchAborted(FetchError(failure_message(attempts, reason), url=input_url(request)))
         return response
 
     async def process_exception(self, request: Request, exception: BaseException) -> None:
@@ -365,9 +324,7 @@ class PolicyMiddleware:
         if isinstance(exception, IgnoreRequest):
             self._release(request)
             return
-        from crawler.scrapy_mode.spiders.enrich import failure_reason  # deferred: the spider imports this module
-
-        timed_out = isinstance(exception, _TIMEOUTS)
+        timed_out = isinstance(exception, TIMEOUTS)
         reason = failure_reason(exception, url=request.url, config=self.config) if self.config else ""
         self._release(request, outcome_of(None, timed_out=timed_out), reason=reason)
 
@@ -376,6 +333,9 @@ class PolicyMiddleware:
         self._release(request)
 
     async def spider_closed(self) -> None:
+        """Leave the figures in the crawler's stats (:data:`POLICY_STATS`), then close robots.txt's fetches."""
+        if self.crawler.stats is not None:
+            self.crawler.stats.set_value(POLICY_STATS, self.stats())
         await self.robots.close()
 
     def stats(self) -> dict[str, object]:
@@ -386,77 +346,3 @@ class PolicyMiddleware:
         if scheduler is not None:
             out["frontier"] = scheduler.stats()
         return out
-
-
-class BackoffRetryMiddleware(RetryMiddleware):
-    """Scrapy's retries (which codes and exceptions, how many times) with the async engine's backoff.
-
-    Scrapy sends a retry at once; this gives it :meth:`enrich.policy.RetryPolicy.delay` (exponential with jitter,
-    ``Retry-After`` honoured), as a not-before time (:data:`RETRY_AT_META`) that the frontier's scheduler obeys:
-    the retry waits queued, holding no place. An answer whose ``Retry-After`` is longer than
-    ``fetch.retry_after_cap_s`` is not retried at all (retrying at the cap would be early): it goes to the spider,
-    whose ``HTTPError`` record says why (:data:`HTTP_NOTE_META`), as the async engine words it.
-    """
-
-    def __init__(self, settings: Any, *, retry: RetryPolicy | None = None) -> None:
-        super().__init__(settings)
-        self.retry = retry or RetryPolicy()
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        middleware = cls(crawler.settings, retry=RetryPolicy.from_config(_run_config(crawler).fetch))
-        middleware.crawler = crawler
-        return middleware
-
-    def process_response(self, request: Request, response: Response) -> Request | Response:  # type: ignore[override]
-        header = response.headers.get("Retry-After")
-        retry_after = header.decode("latin-1") if header is not None else None
-        request.meta[LAST_STATUS_META] = response.status  # a retry copies it: its record if the run stops first
-        request.meta.pop(LAST_REASON_META, None)
-        if retry_after is not None:
-            request.meta[RETRY_AFTER_META] = retry_after
-        if self._would_retry(request, response.status):
-            note = self.retry.too_long(retry_after)
-            if note is not None:
-                request.meta[HTTP_NOTE_META] = note
-                request.meta.pop(RETRY_AFTER_META, None)
-                return response
-        return super().process_response(request, response)
-
-    def _would_retry(self, request: Request, status: int) -> bool:
-        if request.meta.get("dont_retry", False) or status not in self.retry_http_codes:
-            return False
-        max_retry_times: int = request.meta.get("max_retry_times", self.max_retry_times)
-        return attempts_of(request.meta) <= max_retry_times
-
-    def _retry(self, request: Request, reason: str | Exception | type[Exception]) -> Request | None:
-        retry = super()._retry(request, reason)
-        if retry is not None and isinstance(reason, Exception):
-            from crawler.scrapy_mode.spiders.enrich import failure_reason  # deferred: the spider imports this module
-
-            retry.meta.pop(LAST_STATUS_META, None)
-            retry.meta[LAST_REASON_META] = failure_reason(reason, url=request.url, config=_run_config(self.crawler))
-        if retry is not None:
-            delay = self.retry.delay(retry.meta.get("retry_times", 1), retry.meta.pop(RETRY_AFTER_META, None))
-            # on time.monotonic, the frontier's clock: FrontierScheduler queues the retry until then
-            retry.meta[RETRY_AT_META] = time.monotonic() + delay
-        request.meta.pop(RETRY_AFTER_META, None)
-        return retry
-
-
-def last_outcome_record(request: Request, *, engine: str) -> WorkItem:
-    """The record of a started request that will not be made: the answer or failure its retry was for (the run
-    stopped, or the site's circuit opened while it waited), or, for a redirect hop, that the redirect was not
-    followed (as the async engine words them)."""
-    url = _input_url(request)
-    attempts = max(1, attempts_of(request.meta) - 1)  # the attempts made; the queued one was not
-    status = request.meta.get(LAST_STATUS_META)
-    reason = request.meta.get(LAST_REASON_META)
-    if isinstance(status, int):
-        error = http_error(status, attempts=attempts)
-        return WorkItem.from_error(url, error, engine=engine, attempts=attempts, status=status)
-    if isinstance(reason, str):
-        return WorkItem.from_error(
-            url, FetchError(failure_message(attempts, reason), url=url, attempts=attempts), engine=engine
-        )
-    return WorkItem.from_error(url, FetchError("Run stopped before following a redirect", url=url), engine=engine)

@@ -3,7 +3,11 @@
 Each pipeline wraps one :class:`~enrich.stages.Stage` and maps Scrapy's lifecycle onto the stage's:
 ``open_spider`` -> ``stage.open()``, ``process_item`` -> :func:`enrich.stages.run_stage` (a failure degrades the
 record instead of dropping it), ``close_spider`` -> ``stage.close()``. The stages are the ones the async engine
-runs, built from the same config, so the records are the same.
+runs, built from the same config (:func:`crawler.scrapy_mode.config.run_of`, once per crawler), so the records are
+the same.
+
+The last one, :class:`SinkPipeline`, hands on the record itself, as a ``dict`` in the record schema's field
+order: what Scrapy's feed exports (``-O out.jsonl``, ``FEEDS``) and any later pipeline receive.
 """
 
 from __future__ import annotations
@@ -14,14 +18,21 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any, Self
 
+from scrapy import signals
 from scrapy.exceptions import DropItem
 
+from crawler.scrapy_mode.commands.crawl import RUN_FAILED_STAT
+from crawler.scrapy_mode.config import ENGINE, run_of
 from crawler.scrapy_mode.jobstate import job_of
 from crawler.scrapy_mode.metrics import ScrapyMetrics
+from crawler.scrapy_mode.middlewares import POLICY_STATS
+from crawler.scrapy_mode.retry import last_outcome_record
+from crawler.scrapy_mode.scheduler import scheduler_of
 from enrich.errors import SinkError
 from enrich.extract.stage import ExtractStage
 from enrich.nlp import NLPStage
 from enrich.pipeline import build_sink_stage, build_sinks, run_figures
+from enrich.record import dumps_record
 from enrich.stages import WorkItem, run_stage
 from enrich.stats import RunStats
 
@@ -34,19 +45,18 @@ if TYPE_CHECKING:
     from enrich.stages import Stage
     from enrich.state import CrawlState
 
-__all__ = ["ExtractPipeline", "NLPPipeline", "SinkPipeline", "StagePipeline"]
+__all__ = ["ENGINE", "ExtractPipeline", "NLPPipeline", "SinkPipeline", "StagePipeline", "record_item"]
 
 logger = logging.getLogger(__name__)
 
-ENGINE = "scrapy"
-"""The ``engine`` value of Scrapy mode's records and stats."""
 
-
-def _run_config(crawler: Crawler) -> EnrichConfig:
-    # deferred: settings.py imports this module to list the pipelines in ITEM_PIPELINES
-    from crawler.scrapy_mode.settings import enrich_config_from_settings
-
-    return enrich_config_from_settings(crawler.settings)
+def record_item(item: WorkItem) -> dict[str, Any]:
+    """The item a Scrapy user gets: the record as plain data, fields in the schema's order, serialized as the
+    sinks write it (text repaired). Its line is kept on the item, so the sinks do not serialize it again."""
+    if item.line is None:
+        item.line = dumps_record(item.record)
+    data: dict[str, Any] = json.loads(item.line)
+    return data
 
 
 class StagePipeline:
@@ -63,7 +73,7 @@ class StagePipeline:
     def from_crawler(cls, crawler: Crawler) -> Self:
         """Read the settings once into an :class:`EnrichConfig` and build the stage from it."""
         job = job_of(crawler)
-        stage = cls.build_stage(_run_config(crawler), job.state)
+        stage = cls.build_stage(run_of(crawler).config, job.state)
         job.stages.append(stage)
         return cls(stage=stage)
 
@@ -74,14 +84,11 @@ class StagePipeline:
     async def open_spider(self) -> None:
         await self.stage.open()
 
-    async def process_item(self, item: Any) -> WorkItem:
-        """Run the stage on one item; a stage failure is recorded on the item, which goes on.
-
-        Raises:
-            DropItem: the item is not a :class:`WorkItem` (not from the enrich spider); it has no record to carry.
-        """
+    async def process_item(self, item: Any) -> Any:
+        """Run the stage on a :class:`WorkItem`; a stage failure is recorded on the item, which goes on. Any other
+        item (a spider's own, beside the add-on's) passes untouched."""
         if not isinstance(item, WorkItem):
-            raise DropItem(f"{type(item).__name__} is not a WorkItem; only the enrich spider's items are processed")
+            return item
         return await run_stage(self.stage, item)
 
     async def close_spider(self) -> None:
@@ -105,13 +112,20 @@ class NLPPipeline(StagePipeline):
 
 
 class SinkPipeline(StagePipeline):
-    """Writes records with the same sinks (and so the same serializer) as the async engine, and keeps the run's
+    """Writes records with the same sinks (and so the same serializer) as the async engine, hands each record on
+    as the item (:func:`record_item`: feed exports get the records), and keeps the run's
     :class:`~enrich.stats.RunStats`: a progress line every ``progress_interval_s``, the summary at the end, and the
     stats as JSON when a stats file is set.
+
+    The JSONL output is written only when one is configured (``RunOptions.write_output``); SQLite and PostgreSQL
+    when theirs are. With none, the stage still stamps the records and commits them to the crawl state.
 
     A :class:`~enrich.errors.SinkError` stops the crawl: records must not be dropped silently. The error is logged
     (and printed plainly on standard error) with the number of records that were not written, items still in flight
     are dropped with that reason, and the run exits non-zero (:mod:`crawler.scrapy_mode.commands.crawl`).
+
+    The summary and the stats file are written when the spider has closed (``spider_closed``), once the
+    downloader middlewares have put their figures in the crawler's stats (:data:`POLICY_STATS`).
     """
 
     def __init__(
@@ -137,27 +151,27 @@ class SinkPipeline(StagePipeline):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        from crawler.scrapy_mode.settings import run_options_from_settings  # deferred: see _run_config
-
-        config = _run_config(crawler)
-        options = run_options_from_settings(crawler.settings)
-        stats = RunStats(engine=ENGINE, concurrency=lambda: _in_flight(crawler))
-        stats.fetch_slots = crawler.settings.getint("CONCURRENT_REQUESTS")
+        run = run_of(crawler)
         job = job_of(crawler)
         if job.feed is None:
-            stage = cls.build_stage(config, job.state)
+            resume_at = job.state.output_offset if job.state is not None else None
+            sinks = build_sinks(run.config.output, jsonl=run.options.write_output, resume_at=resume_at)
+            stage = build_sink_stage(run.config, sinks=sinks, state=job.state)
         else:  # a distributed worker: its own sinks, and each written batch acknowledged in the job's queue
-            sinks = build_sinks(config.output, jsonl=job.jsonl)
-            stage = build_sink_stage(config, sinks=sinks, state=job.state, acknowledge=job.feed.acknowledge)
+            sinks = build_sinks(run.config.output, jsonl=job.jsonl)
+            stage = build_sink_stage(run.config, sinks=sinks, state=job.state, acknowledge=job.feed.acknowledge)
+        stats = RunStats(engine=ENGINE, concurrency=lambda: _in_flight(crawler))
+        stats.fetch_slots = crawler.settings.getint("CONCURRENT_REQUESTS")
         job.stages.append(stage)
         pipeline = cls(
             stage=stage,
             stats=stats,
             crawler=crawler,
-            stats_file=options.stats_file,
-            progress_interval_s=options.progress_interval_s,
+            stats_file=run.options.stats_file,
+            progress_interval_s=run.options.progress_interval_s,
         )
         pipeline.metrics = ScrapyMetrics.from_crawler(crawler, stats)
+        crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
         return pipeline
 
     @classmethod
@@ -175,12 +189,15 @@ class SinkPipeline(StagePipeline):
             self._fail(exc)
             raise
 
-    async def process_item(self, item: Any) -> WorkItem:
-        """Write the record; after a sink failure, drop it with that reason (it is counted as not written).
+    async def process_item(self, item: Any) -> Any:
+        """Write the record and hand it on as plain data; after a sink failure, drop it with that reason (it is
+        counted as not written). Items that are not :class:`WorkItem` pass untouched.
 
         Raises:
             DropItem: the output failed earlier in the run, or with this very item.
         """
+        if not isinstance(item, WorkItem):
+            return item
         self._received += 1
         if self._sink_error is not None:
             raise DropItem(f"not written: the output failed ({self._sink_error})")
@@ -194,7 +211,7 @@ class SinkPipeline(StagePipeline):
         if self._progress_interval_s and self.stats.clock() >= self._next_progress:
             self._next_progress = self.stats.clock() + self._progress_interval_s
             logger.info("%s", self.stats.progress_line())
-        return done
+        return record_item(done)
 
     async def close_spider(self) -> None:
         await self._write_stopped()
@@ -213,28 +230,35 @@ class SinkPipeline(StagePipeline):
                 )
                 logger.error("%s", message)
                 print(f"scrapy crawl enrich: {message}", file=sys.stderr)
-            self.stats.extra.update(_policy_stats(self._crawler))
             if self._crawler is not None:
                 job = job_of(self._crawler)
-                self.stats.extra.update(run_figures(job.stages, job.state))
-                if job.feed is not None:  # a distributed worker: what it took, acknowledged, reclaimed so far
-                    self.stats.extra["worker"] = job.feed.stats()
+                self.stats.extra["duplicates_skipped"] = job.admission.duplicates
+                self.stats.extra.update(run_figures(job.stages, job.state))  # the state closes with the spider
             # entries that get no record in this run (the crawl state counted them as the spider read them)
             skipped = self.stats.extra.get("duplicates_skipped", 0) + self.stats.extra.get("already_done", 0)
             self.stats.skipped_input = skipped
-            logger.info("Enrichment summary:\n%s", self.stats.summary())
-            if self._stats_file is not None:
-                await asyncio.to_thread(_write_json, self._stats_file, self.stats.to_dict())
-                logger.info("Stats written to %s", self._stats_file)
-            if self.metrics is not None:
-                await asyncio.to_thread(self.metrics.finish)
+
+    async def spider_closed(self) -> None:
+        """Log the summary and write the stats file, with the policies' figures the middlewares left in the
+        crawler's stats when the spider closed (and a distributed worker's queue figures, final once the scheduler
+        has given back what it never started); then end the metrics."""
+        stats = self._crawler.stats if self._crawler is not None else None
+        policies = stats.get_value(POLICY_STATS) if stats is not None else None
+        if policies:
+            self.stats.extra["policies"] = policies
+        feed = job_of(self._crawler).feed if self._crawler is not None else None
+        if feed is not None:
+            self.stats.extra["worker"] = feed.stats()
+        logger.info("Enrichment summary:\n%s", self.stats.summary())
+        if self._stats_file is not None:
+            await asyncio.to_thread(_write_json, self._stats_file, self.stats.to_dict())
+            logger.info("Stats written to %s", self._stats_file)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.finish)
 
     async def _write_stopped(self) -> None:
         """A run that stops early: URLs whose retry or redirect hop was still queued get the record of their last
         outcome, as in the async engine; URLs never started are counted (``not_started``)."""
-        from crawler.scrapy_mode.middlewares import last_outcome_record  # deferred: see _run_config
-        from crawler.scrapy_mode.scheduler import scheduler_of
-
         scheduler = scheduler_of(self._crawler)
         if scheduler is None:
             return
@@ -250,8 +274,6 @@ class SinkPipeline(StagePipeline):
 
     def _fail(self, exc: SinkError) -> None:
         """Remember the first sink failure, log it, and mark the run failed for the exit status."""
-        from crawler.scrapy_mode.commands.crawl import RUN_FAILED_STAT  # deferred: see _run_config
-
         self._sink_error = exc
         logger.error("output failed, stopping the crawl: %s", exc, exc_info=exc)
         if self._crawler is not None and self._crawler.stats is not None:
@@ -265,22 +287,12 @@ class SinkPipeline(StagePipeline):
             )
 
 
-def _policy_stats(crawler: Crawler | None) -> dict[str, Any]:
-    """The counts of the hostile-web policies (robots.txt on/off, refusals, backoffs...) for the run's stats."""
-    from crawler.scrapy_mode.middlewares import PolicyMiddleware  # deferred: see _run_config
-
-    engine = crawler._engine if crawler is not None else None
-    if engine is None:
-        return {}
-    for middleware in engine.downloader.middleware.middlewares:
-        if isinstance(middleware, PolicyMiddleware):
-            return {"policies": middleware.stats()}
-    return {}
-
-
 def _in_flight(crawler: Crawler) -> int:
-    engine = crawler._engine  # the public attribute raises before the crawl starts
-    return len(engine.downloader.active) if engine is not None else 0
+    """Requests in flight: the frontier's leases, or the downloader's active requests under another scheduler."""
+    scheduler = scheduler_of(crawler)
+    if scheduler is not None:
+        return scheduler.frontier.in_flight
+    return len(crawler.engine.downloader.active)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

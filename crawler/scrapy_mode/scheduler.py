@@ -30,6 +30,7 @@ from weakref import WeakKeyDictionary
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.utils.request import request_from_dict
 
+from crawler.scrapy_mode.config import run_of
 from crawler.scrapy_mode.timing import add_wait
 from enrich.frontier import Frontier, Lease, SiteGate
 
@@ -121,12 +122,10 @@ class FrontierScheduler(BaseScheduler):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports this
-
         codec = _RequestCodec()
         gate = cls.site_gate(crawler)
         frontier: Frontier[Request] = Frontier.from_config(
-            enrich_config_from_settings(crawler.settings),
+            run_of(crawler).config,
             spill_codec=codec if gate is None else None,  # a distributed worker reads ahead from the job's queue
             gate=gate,
         )

@@ -31,6 +31,7 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
 from crawler.scrapy_mode.bodies import TRUNCATED_FLAG
+from crawler.scrapy_mode.config import run_of
 from enrich.errors import SinkError
 from enrich.warc import Exchange, WarcWriter
 
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from scrapy.http import Request, Response
     from scrapy.http.headers import Headers
 
-    from enrich.config import EnrichConfig
 
 __all__ = ["WarcMiddleware"]
 
@@ -47,12 +47,6 @@ logger = logging.getLogger(__name__)
 
 TIMES_META = "enrich_warc_times"
 """Request meta key: ``(sent_at, received_at)`` of the current attempt, in seconds since the epoch."""
-
-
-def _run_config(crawler: Crawler) -> EnrichConfig:
-    from crawler.scrapy_mode.settings import enrich_config_from_settings  # deferred: settings imports this module
-
-    return enrich_config_from_settings(crawler.settings)
 
 
 def _pairs(headers: Headers) -> list[tuple[str, str]]:
@@ -76,7 +70,7 @@ class WarcMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        writer = WarcWriter.from_config(_run_config(crawler))
+        writer = WarcWriter.from_config(run_of(crawler).config)
         if writer is None:
             raise NotConfigured("WARC output is off (warc.dir is not set)")
         middleware = cls(writer=writer, crawler=crawler)

@@ -4,10 +4,12 @@ engines, the demo, bad configs and bad inputs, the error-rate gate and Ctrl-C.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -215,6 +217,11 @@ def test_stage_all_runs_one_two_three(site: str, tmp_path: Path, use_async: bool
     assert sorted(r["url"] for r in records) == sorted(prepared)
     assert all(r["error"] is None for r in records)
     assert all(r["entities"] in (None, []) for r in records)  # NLP off
+    # the job's crawl state is in the data folder under the working directory (Scrapy's runs in the checkout)
+    (state,) = (tmp_path / "work/state").glob("*.sqlite")
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        done = db.execute("SELECT url FROM urls WHERE state = 'done'").fetchall()
+    assert sorted(url for (url,) in done) == sorted(prepared)
     for title in ("Stage 1: discover", "Stage 2: prepare", "Stage 3: enrich"):
         assert title in result.stderr
     # the job's state is under the data folder the user named, relative to where they ran the command (the Scrapy

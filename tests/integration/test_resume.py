@@ -66,6 +66,7 @@ def cli(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProc
     return subprocess.run(
         [sys.executable, "-m", "crawler", "--progress", "off", "--nlp-workers", "1", *args],
         cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},  # this checkout's code, not the one installed
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

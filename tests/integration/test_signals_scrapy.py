@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -25,6 +26,13 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def checkout_env() -> dict[str, str]:
+    """Run this checkout's code from another folder (not the one installed in the virtualenv)."""
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+
 TIMEOUT_S = 4.0
 """``fetch.timeout_s``: a graceful stop waits for the downloads in flight, each at most this long."""
 
@@ -156,7 +164,7 @@ def test_sigterm_to_the_orchestrator_ends_its_scrapy_process(tmp_path: Path, sit
     argv += ["--timeout", str(TIMEOUT_S), "--retries", "0", "--batch-size", "2", "--progress", "off"]
     argv += ["--data-dir", "data"]
     with (tmp_path / "cli.log").open("w", encoding="utf-8") as log:
-        cli = subprocess.Popen(argv, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True)
+        cli = subprocess.Popen(argv, cwd=tmp_path, env=checkout_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
     children: list[psutil.Process] = []
     try:
         wait_mid_crawl(output, cli, records=PAGES - 1)
@@ -174,7 +182,9 @@ def test_sigterm_to_the_orchestrator_ends_its_scrapy_process(tmp_path: Path, sit
     assert alive == [], f"still running after the orchestrator ended: {alive}"
     urls = [r["url"] for r in read_lines(output)]
     assert len(urls) == len(set(urls)) >= PAGES - 1  # flushed; a URL not started yet has no record: the rerun's
-    rerun = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    rerun = subprocess.run(
+        argv, cwd=tmp_path, env=checkout_env(), capture_output=True, text=True, timeout=120, check=False
+    )
     assert rerun.returncode == 0, rerun.stderr
     urls = [r["url"] for r in read_lines(output)]
     assert len(urls) == len(set(urls)) == PAGES + TRICKLES  # the job resumed: one record per URL

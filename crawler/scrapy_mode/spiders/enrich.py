@@ -8,16 +8,15 @@ Usage, from the repository root::
 
     scrapy crawl enrich -a input=urls.txt -a output=out.jsonl [-a nlp=off] [-a concurrency=32] ...
 
-Every input line that holds something ends as exactly one record: invalid URLs without a request, duplicates
-each with their own request (``dont_filter``), blocked, failed and non-2xx fetches as error records. With a crawl
-state (``-a state=job.sqlite``), a URL already in the job's output and a repeated one are skipped instead.
+Every input URL ends as exactly one record: invalid URLs without a request, blocked, failed and non-2xx fetches
+as error records; a repeated line is skipped (``duplicates_skipped``), as in the async engine
+(:class:`enrich.state.InputAdmission`). With a crawl state (``-a state=job.sqlite``), a URL already in the job's
+output is skipped too.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-from base64 import b64encode
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -25,40 +24,31 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 from scrapy import Request, Spider
-from scrapy.exceptions import (
-    CannotResolveHostError,
-    DownloadCancelledError,
-    DownloadConnectionRefusedError,
-    DownloadFailedError,
-    DownloadTimeoutError,
-    IgnoreRequest,
-    ResponseDataLossError,
-)
 from scrapy.spidermiddlewares.httperror import HttpError
-from twisted.internet.error import (
-    ConnectionDone,
-    ConnectionLost,
-    ConnectionRefusedError,
-    DNSLookupError,
-    TCPTimedOutError,
-)
-from twisted.internet.error import TimeoutError as TxTimeoutError
 
 from crawler.jobs import parse_age
-from crawler.scrapy_mode.bodies import TRUNCATED_FLAG
+from crawler.scrapy_mode.config import (
+    ENGINE,
+    RunOptions,
+    enrich_config_from_settings,
+    output_configured,
+    remember_run,
+    run_options_from_settings,
+    store_run,
+)
+from crawler.scrapy_mode.failures import FetchAborted, failure_reason, fetch_error
 from crawler.scrapy_mode.jobstate import job_of
 from crawler.scrapy_mode.logs import install_url_redaction
-from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META, FetchAborted, attempts_of
-from crawler.scrapy_mode.pipelines import ENGINE
+from crawler.scrapy_mode.middlewares import HTTP_NOTE_META, INPUT_URL_META
+from crawler.scrapy_mode.responses import STARTED_META, attempts_of, fetch_duration_ms, response_item
 from crawler.scrapy_mode.scheduler import release_request, scheduler_of
-from crawler.scrapy_mode.settings import RunOptions, enrich_config_from_settings, run_options_from_settings, store_run
 from crawler.scrapy_mode.timing import with_fetch_times
 from enrich.config import EnrichConfig, config_error_message
-from enrich.errors import ConfigError, FetchError, FetchTimeoutError
-from enrich.policy import failure_message, http_error
-from enrich.record import FetchedPage, utc_now_iso
+from enrich.errors import ConfigError, FetchError
+from enrich.policy import basic_authorization, http_error
+from enrich.record import utc_now_iso
 from enrich.stages import WorkItem
-from enrich.state import Admission, fresh_item, is_page
+from enrich.state import Admission, fresh_item
 from enrich.urls import iter_input_lines, read_urls, redact_url
 
 if TYPE_CHECKING:
@@ -76,11 +66,6 @@ __all__ = ["ARGUMENTS", "INPUT_URL_META", "EnrichSpider", "failure_reason", "fet
 
 CONDITIONAL_META = "enrich_conditional"
 """Request meta key set when the request carries a recrawl's validators: a 304 to it is a page."""
-
-STARTED_META = "enrich_started"
-"""Request meta key holding when the request was made (``perf_counter``): a failure's fetch duration counts from
-there, across retries, as the async engine counts it."""
-
 
 # --- Arguments ------------------------------------------------------------------------------------------------------
 
@@ -221,6 +206,7 @@ def parse_arguments(arguments: dict[str, Any], settings: BaseSettings) -> tuple[
             state=Path(run["state"]) if "state" in run else defaults.state,
             max_age_s=run.get("max_age", defaults.max_age_s),
             recrawl=run.get("recrawl", defaults.recrawl),
+            write_output=defaults.write_output or output_configured(base_settings, overrides=overrides),
         )
     except ConfigError as exc:
         raise ConfigError(f"invalid spider argument: {exc}") from None
@@ -271,67 +257,13 @@ def _check_input(options: RunOptions) -> None:
 # --- Failures -------------------------------------------------------------------------------------------------------
 
 
-def fetch_error(failure: Failure, *, url: str, attempts: int, config: EnrichConfig) -> FetchError:
-    """Translate a Scrapy/Twisted download failure into our error, worded as the async engine words it
-    (:func:`enrich.policy.failure_message`): ``Fetch failed after 3 attempts: Connection refused``.
-
-    A :class:`~crawler.scrapy_mode.middlewares.FetchAborted` carries its error already (a policy refusal or a
-    final error such as a redirect to a non-HTTP URL); it is returned as it is, with the input URL.
-    """
-    exc = failure.value
-    if isinstance(exc, FetchAborted):
-        exc.error.url = url
-        return exc.error
-    reason = failure_reason(exc, url=url, config=config)
-    if isinstance(exc, _TIMEOUTS):
-        return FetchTimeoutError(failure_message(attempts, reason), url=url, attempts=attempts)
-    return FetchError(failure_message(attempts, reason), url=url, attempts=attempts)
-
-
-_TIMEOUTS = (DownloadTimeoutError, TxTimeoutError, TCPTimedOutError, TimeoutError)
-
-
-def failure_reason(exc: BaseException | None, *, url: str, config: EnrichConfig) -> str:
-    """What went wrong in one attempt, worded as the async engine words it (``Connection refused``,
-    ``Timeout after 30s``...): the reason of a failure record, and of an open circuit."""
-    if isinstance(exc, _TIMEOUTS):
-        return f"Timeout after {config.fetch.timeout_s:g}s"
-    if isinstance(exc, (DownloadConnectionRefusedError, ConnectionRefusedError)):
-        return "Connection refused"
-    if isinstance(exc, (CannotResolveHostError, DNSLookupError)):
-        return f"DNS lookup failed for {urlsplit(url).hostname or url}"
-    if isinstance(exc, DownloadCancelledError):
-        return "Download cancelled"
-    if isinstance(exc, (ResponseDataLossError, DownloadFailedError)):
-        return "Connection dropped while reading the body"
-    if isinstance(exc, (ConnectionLost, ConnectionDone)):
-        return "Server disconnected"
-    if isinstance(exc, IgnoreRequest) and "redirect" in str(exc):
-        return f"Too many redirects (more than {config.fetch.max_redirects})"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _latency_ms(meta: dict[str, Any]) -> float | None:
-    latency = meta.get("download_latency")
-    return float(latency) * 1000 if isinstance(latency, (int, float)) else None
-
-
-def _headers(response: Response) -> dict[str, str]:
-    """Lower-case names to text values, repeated headers joined with ``, `` (as HTTP allows)."""
-    out: dict[str, str] = {}
-    for key, value in response.headers.to_unicode_dict().items():
-        out[str(key).lower()] = ", ".join(value) if isinstance(value, list) else str(value)
-    return out
-
-
 def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
     """The URL without ``user:password@`` and, when there were some, a Basic ``Authorization`` header."""
     parts = urlsplit(url)
     if parts.username is None:
         return url, {}
-    token = b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode("ascii")
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])), {"Authorization": f"Basic {token}"}
+    header = basic_authorization(unquote(parts.username), unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])), {"Authorization": header}
 
 
 # --- The spider -----------------------------------------------------------------------------------------------------
@@ -369,9 +301,9 @@ class EnrichSpider(Spider):
             print(f"scrapy crawl enrich: {exc}", file=sys.stderr)
             raise
         store_run(crawler.settings, config, options)
+        remember_run(crawler, config, options)
         install_url_redaction()
-        spider = cls(config=config, options=options)
-        spider._set_crawler(crawler)
+        spider: Self = super().from_crawler(crawler, config=config, options=options)
         return spider
 
     async def start(self) -> AsyncIterator[Request | WorkItem]:
@@ -401,16 +333,14 @@ class EnrichSpider(Spider):
         )
         state = job.state
         for entry in read_urls(lines):
-            revisit = None
-            if state is not None:
-                kind, revisit = state.admit(entry.url, priority=entry.priority)
-                if kind is Admission.FRESH:
-                    item = fresh_item(state, entry.url, engine=ENGINE)
-                    if item is not None:
-                        yield item
-                        continue
-                elif not kind.fetch:
-                    continue  # counted by the state (duplicates_skipped, already_done in the stats)
+            kind, revisit = job.admission.admit(entry.url, priority=entry.priority)
+            if kind is Admission.FRESH and state is not None:
+                item = fresh_item(state, entry.url, engine=ENGINE)
+                if item is not None:
+                    yield item
+                    continue
+            elif not kind.fetch:
+                continue  # counted (duplicates_skipped, already_done in the stats)
             if scheduler is not None:
                 await scheduler.wait_for_room()
             yield self._request_or_error(entry, revisit)
@@ -420,7 +350,7 @@ class EnrichSpider(Spider):
             error = entry.error or ValueError("no URL")
             return WorkItem.from_error(entry.url, error, engine=ENGINE, stage="input")
         url, headers = _split_credentials(entry.fetch_url)
-        meta: dict[str, Any] = {INPUT_URL_META: entry.url, STARTED_META: time.perf_counter()}
+        meta: dict[str, Any] = {INPUT_URL_META: entry.url}
         if revisit is not None and revisit.final_url == entry.url and revisit.conditional_headers():
             # a URL that answered itself last time: ask whether it changed (a redirected one is compared by hash)
             headers.update(revisit.conditional_headers())
@@ -447,38 +377,14 @@ class EnrichSpider(Spider):
         release_request(self.crawler, response.request)  # a safety net: the middleware has released it
         meta = response.meta
         url: str = meta.get(INPUT_URL_META, response.request.url if response.request else response.url)
-        fetched_at = utc_now_iso()
-        latency_ms = _latency_ms(meta)
-        attempts = attempts_of(meta)
-        if not is_page(response.status, conditional=bool(meta.get(CONDITIONAL_META))):
-            return with_fetch_times(
-                [
-                    WorkItem.from_error(
-                        url,
-                        http_error(response.status, attempts=attempts, note=meta.get(HTTP_NOTE_META)),
-                        engine=ENGINE,
-                        attempts=attempts,
-                        fetch_duration_ms=latency_ms,
-                        fetched_at=fetched_at,
-                        status=response.status,
-                        final_url=redact_url(response.url),
-                    )
-                ],
-                meta,
-            )
-        cap = self.config.fetch.max_response_bytes
-        page = FetchedPage(
+        item = response_item(
+            response,
             url=url,
-            final_url=redact_url(response.url),
-            status=response.status,
-            headers=_headers(response),
-            body=response.body[:cap],
-            fetched_at=fetched_at,
-            fetch_duration_ms=latency_ms or 0.0,
-            attempts=attempts,
-            truncated=TRUNCATED_FLAG in response.flags or len(response.body) > cap,
+            max_bytes=self.config.fetch.max_response_bytes,
+            conditional=bool(meta.get(CONDITIONAL_META)),
+            note=meta.get(HTTP_NOTE_META),
         )
-        return with_fetch_times([WorkItem.from_page(page, engine=ENGINE)], meta)
+        return with_fetch_times([item], meta)
 
     def fetch_failed(self, failure: Failure) -> list[WorkItem]:
         """A request that produced no usable response: one error record, with the attempts it took."""
@@ -496,7 +402,7 @@ class EnrichSpider(Spider):
                     http_error(response.status, attempts=attempts_of(meta)),
                     engine=ENGINE,
                     attempts=attempts_of(meta),
-                    fetch_duration_ms=_latency_ms(meta),
+                    fetch_duration_ms=fetch_duration_ms(meta),
                     fetched_at=utc_now_iso(),
                     status=response.status,
                     final_url=redact_url(response.url),
@@ -504,7 +410,6 @@ class EnrichSpider(Spider):
             ]
         error = fetch_error(failure, url=url, attempts=attempts_of(meta), config=self.config)
         self.logger.info("%s: %s", url, error, extra={"url": url, "stage": "fetch"})
-        started = meta.get(STARTED_META)
-        elapsed_ms = (time.perf_counter() - started) * 1000 if isinstance(started, float) else None
+        elapsed_ms = fetch_duration_ms(meta) if STARTED_META in meta else None
         items = [WorkItem.from_error(url, error, engine=ENGINE, attempts=error.attempts, fetch_duration_ms=elapsed_ms)]
         return with_fetch_times(items, meta)
