@@ -32,7 +32,7 @@ from tests.reactor import in_reactor
 if TYPE_CHECKING:
     from pathlib import Path
 
-TIMINGS = frozenset({"fetched_at", "enriched_at", "fetch_duration_ms", "process_duration_ms"})
+TIMINGS = frozenset({"fetched_at", "enriched_at", "fetch_duration_ms", "process_duration_ms", "timings"})
 
 PATHS = [
     "/page/a",
