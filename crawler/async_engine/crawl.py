@@ -164,10 +164,11 @@ class RequestRunner:
             self.frontier.release(lease)
             return self._last_or(job, refusal)
         headers, conditional = job.headers()
-        self.frontier.starting(lease)
         try:
             async with asyncio.timeout(self.timeout_s):
-                answer = await self.fetcher.request(job.target, headers=headers)
+                answer = await self.fetcher.request(
+                    job.target, headers=headers, on_sent=lambda: self.frontier.starting(lease)
+                )
         except SinkError:  # the WARC file cannot be written (an OSError, but no transport failure): the run stops
             self.frontier.release(lease)
             raise

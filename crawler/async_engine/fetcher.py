@@ -381,8 +381,16 @@ class AiohttpFetcher:
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectionError(describe_error(exc, max_redirects=ROBOTS_MAX_REDIRECTS)) from exc
 
-    async def request(self, url: URL, *, headers: dict[str, str] | None = None, max_bytes: int | None = None) -> Answer:
-        """One GET of ``url``, redirects not followed; the caller bounds it in time.
+    async def request(
+        self,
+        url: URL,
+        *,
+        headers: dict[str, str] | None = None,
+        max_bytes: int | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Answer:
+        """One GET of ``url``, redirects not followed; the caller bounds it in time. ``on_sent`` is called once the
+        request's headers are on the wire (not at all if it never gets there).
 
         With WARC output on, the exchange is archived once its body is read (a redirect's body too, which is
         otherwise left unread).
@@ -398,7 +406,7 @@ class AiohttpFetcher:
         cap = max_bytes or self.max_response_bytes
         sent_at = self._wall_clock()
         sent = self._clock()
-        timer = ConnectTimer()
+        timer = ConnectTimer(on_sent)
         async with self._session.get(url, allow_redirects=False, headers=headers, trace_request_ctx=timer) as response:
             ttfb = self._clock() - sent
             received_at = sent_at + ttfb

@@ -214,12 +214,10 @@ class PolicyMiddleware:
             if scheduler.frontier.set_rules(url, crawl_delay):
                 scheduler.wake()  # the site's rules are known: more of its requests may be ready now
             spacing = scheduler.frontier.site(url).min_interval  # the Crawl-delay with the frontier's margin
-            lease = request.meta.get(LEASE_META)
-            if scheduler.frontier.gate is not None and isinstance(lease, Lease):
+            if scheduler.frontier.gate is not None:
                 # a distributed worker: the shared gate spaces the starts of all workers from the moment each
-                # request leaves (stamped here, the last step before the download slot); a slot delay on top
+                # request reaches the downloader (RedisFrontierScheduler stamps it then); a slot delay on top
                 # would only move this worker's starts away from the moments it stamped
-                scheduler.frontier.starting(lease)
                 spacing = 0.0
         self._pace_download_slot(request, spacing)
 
