@@ -12,13 +12,14 @@ cap and circuit, learnt from its own answers). Before a request starts, the fron
   before its robots.txt is read): a newcomer does not start a request right on another worker's heels.
 
 A refused permit says how long to wait; the frontier puts the request back and the site is not ready until then
-(no slot is held meanwhile). When the request really goes on the wire (after its robots.txt and address checks)
-the worker *stamps* the site: ``next`` moves to at least that moment plus the spacing, so the spacing holds between
-requests on the wire however long the checks took. When the attempt is over the permit is released with how long
-the worker's own policy says the site must rest (a backoff after a 429/503, a learnt pace): ``next`` moves to at
-least that for every worker. When the worker's circuit breaker has opened on the site, the release opens it for the
-job (``open_until``, with its reason): every worker then refuses the site's requests (their records say why) until
-the cooldown is over, and the next request is the trial. N workers together therefore treat a site as one would.
+(no slot is held meanwhile). When the request is really on its way (its headers sent; in Scrapy mode, when it
+reaches the downloader) the worker *stamps* the site: ``next`` moves to at least that moment plus the spacing, so
+the spacing holds between requests on the wire however long the checks took. When the attempt is over the permit
+is released with how long the worker's own policy says the site must rest (a backoff after a 429/503, a learnt
+pace): ``next`` moves to at least that for every worker. When the worker's circuit breaker has opened on the site,
+the release opens it for the job (``open_until``, with its reason): every worker then refuses the site's requests
+(their records say why) until the cooldown is over, and the next request is the trial. N workers together
+therefore treat a site as one would.
 
 On a spaced site (a ``Crawl-delay``) the next permit waits for the stamp of the last one, so two workers' requests
 leave in turn however late a loaded machine sends them. In-flight permits are a sorted set scored by expiry
