@@ -1,7 +1,8 @@
 """``python -m crawler enqueue | worker | status``: one crawl over many workers, on any number of machines.
 
 * ``enqueue --redis URL --job NAME --input FILE``: streams an input (text, CSV, JSONL, ``-``) into the job's queue,
-  1,000 URLs per script call, skipping URLs the job has seen.
+  1,000 URLs per script call, skipping URLs the job has seen; ``--from-redis-key KEY`` reads a Redis list or set
+  instead (scrapy-redis's ``<spider>:start_urls``: URLs or JSON objects with ``url``).
 * ``worker --redis URL --job NAME --postgres DSN [--no-async-enrichment] [--lease-timeout S] [--wait]``: takes URLs
   from the queue, fetches and enriches them with either engine, upserts the records, acknowledges them. It exits 0
   when the job has nothing queued and nothing leased (``--wait`` keeps it polling for new work).
@@ -49,10 +50,10 @@ from crawler.observe import (
 from crawler.progress import format_summary
 from enrich.distributed import QueueFeed, RedisSiteGate, WorkQueue, job_status, worker_name
 from enrich.errors import ConfigError, EnrichError
-from enrich.urls import iter_input_lines, read_urls
+from enrich.urls import iter_input_lines, json_or_plain_lines, read_urls
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     import redis
 
@@ -109,7 +110,14 @@ def _base_parser(command: str, description: str) -> argparse.ArgumentParser:
 
 def build_enqueue_parser() -> argparse.ArgumentParser:
     parser = _base_parser("enqueue", "Stream an input's URLs into a distributed job's queue (duplicates skipped).")
-    parser.add_argument("--input", "-i", required=True, metavar="FILE", help="URL list (text, .csv, .jsonl; '-')")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", "-i", metavar="FILE", help="URL list (text, .csv, .jsonl; '-' for stdin)")
+    source.add_argument(
+        "--from-redis-key",
+        metavar="KEY",
+        help='a Redis list or set on the same Redis holding URLs or JSON objects with "url" (and "priority"), '
+        "as scrapy-redis producers fill <spider>:start_urls; read, not emptied",
+    )
     parser.add_argument("--input-format", choices=("auto", "text", "csv", "jsonl"), default="auto")
     parser.add_argument("--input-column", default="url", metavar="NAME", help="CSV column holding the URL")
     parser.add_argument("--input-field", default="url", metavar="NAME", help="JSONL key holding the URL")
@@ -161,11 +169,15 @@ def build_worker_parser() -> argparse.ArgumentParser:
 def run_enqueue(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     args = build_enqueue_parser().parse_args(argv)
     _setup_logging(args.log_level)
-    if args.input != "-" and not Path(args.input).is_file():
+    if args.input is not None and args.input != "-" and not Path(args.input).is_file():
         raise ConfigError(f"--input {args.input}: no such file")
-    queue = WorkQueue(redis_client(args.redis), args.job)
+    client = redis_client(args.redis)
+    queue = WorkQueue(client, args.job)
     started = time.monotonic()
-    lines = iter_input_lines(args.input, fmt=args.input_format, column=args.input_column, field=args.input_field)
+    if args.input is not None:
+        lines = iter_input_lines(args.input, fmt=args.input_format, column=args.input_column, field=args.input_field)
+    else:
+        lines = json_or_plain_lines(redis_values(client, args.from_redis_key))
     queued, duplicates = queue.enqueue(read_urls(lines))
     elapsed = time.monotonic() - started
     print(
@@ -173,6 +185,31 @@ def run_enqueue(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         file=out,
     )
     return EXIT_OK
+
+
+def redis_values(client: redis.Redis, key: str, *, batch: int = 1_000) -> Iterator[str]:
+    """The members of a Redis list or set, read in batches (not removed: enqueueing again skips what was seen).
+
+    Raises:
+        ConfigError: the key holds neither a list nor a set.
+    """
+    kind_raw: Any = client.type(key)
+    kind = kind_raw.decode() if isinstance(kind_raw, bytes) else str(kind_raw)
+    if kind == "list":
+        start = 0
+        while True:
+            chunk: Any = client.lrange(key, start, start + batch - 1)
+            if not chunk:
+                return
+            yield from (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in chunk)
+            start += len(chunk)
+    elif kind == "set":
+        members: Any = client.sscan_iter(key, count=batch)
+        yield from (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in members)
+    elif kind == "none":
+        raise ConfigError(f"--from-redis-key {key}: no such key on this Redis")
+    else:
+        raise ConfigError(f"--from-redis-key {key}: a Redis {kind}, not a list or a set of URLs")
 
 
 def run_status(argv: Sequence[str], out: TextIO, err: TextIO) -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "InputProblem",
     "InputURL",
     "iter_input_lines",
+    "json_or_plain_lines",
     "normalize_url",
     "read_urls",
     "redact_url",
@@ -270,6 +271,26 @@ def _with_priority(value: str, raw: object, number: int) -> str:
     out = PrioritizedValue(value)
     out.priority = priority
     return out
+
+
+def json_or_plain_lines(values: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """Numbered entries from values that are each a URL or a JSON object with ``url`` (and ``priority``), as
+    scrapy-redis producers push them onto ``<spider>:start_urls``; for :func:`read_urls`."""
+    for number, value in enumerate(values, 1):
+        text = value.strip()
+        if not text.startswith("{"):
+            yield number, text
+            continue
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            yield number, InputProblem(f"entry {number} is not valid JSON: {text[:80]!r}")
+            continue
+        url = obj.get("url") if isinstance(obj, dict) else None
+        if not isinstance(url, str):
+            yield number, InputProblem(f'entry {number} has no "url" string: {text[:80]!r}')
+            continue
+        yield number, _with_priority(url, obj.get(PRIORITY_FIELD), number)
 
 
 class InputProblem(str):

@@ -471,6 +471,22 @@ def test_sigterm_gives_a_workers_unstarted_urls_back(
     assert max(done.values()) == 1
 
 
+def test_enqueue_reads_a_scrapy_redis_start_urls_list(client: redis.Redis, redis_url: str, job: str) -> None:
+    key = f"{job}-spider:start_urls"
+    client.rpush(key, "http://a.example/1", '{"url": "http://a.example/2", "priority": 3}', "http://a.example/1")
+    argv = crawler("enqueue", "--redis", redis_url, "--job", job, "--from-redis-key", key)
+    result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "2 URLs queued, 1 skipped" in result.stdout
+    taken = {d.entry.url: d.entry.priority for d in WorkQueue(client, job, worker="w").take(10)}
+    assert taken == {"http://a.example/1": 0, "http://a.example/2": 3}
+    assert client.llen(key) == 3  # read, not emptied
+    client.hset(f"{job}-hash", "a", "b")
+    wrong = subprocess.run([*argv[:-1], f"{job}-hash"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2
+    assert "a Redis hash, not a list or a set" in wrong.stderr
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

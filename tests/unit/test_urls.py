@@ -295,3 +295,23 @@ def test_a_lone_surrogate_in_jsonl_input_is_repaired_not_fatal(tmp_path: Path) -
     entries = list(read_urls(iter_input_lines(path)))
     assert [e.url for e in entries] == ["http://e.org/a", "http://e.org/x\ufffd", "http://e.org/b"]
     assert all(e.valid for e in entries)
+
+
+def test_json_or_plain_lines_read_scrapy_redis_entries() -> None:
+    from enrich.urls import json_or_plain_lines, read_urls
+
+    values = [
+        "https://a.example/1",
+        '{"url": "https://a.example/2", "meta": {"x": 1}, "priority": 5}',
+        '{"meta": {}}',
+        "{not json",
+        '{"url": "https://a.example/3", "priority": "high"}',
+    ]
+    entries = list(read_urls(json_or_plain_lines(values)))
+    assert [(e.url, e.priority, e.error is None) for e in entries[:2]] == [
+        ("https://a.example/1", 0, True),
+        ("https://a.example/2", 5, True),
+    ]
+    assert 'entry 3 has no "url" string' in str(entries[2].error)
+    assert "entry 4 is not valid JSON" in str(entries[3].error)
+    assert "not an integer" in str(entries[4].error)  # each bad entry is its own error record, the rest go on
