@@ -48,7 +48,8 @@ from crawler.observe import (
     write_report,
 )
 from crawler.progress import format_summary
-from enrich.distributed import QueueFeed, RedisSiteGate, WorkQueue, job_status, worker_name
+from enrich.distributed import WorkQueue, job_status, join_job, worker_name
+from enrich.distributed.queue import text_of
 from enrich.errors import ConfigError, EnrichError
 from enrich.urls import iter_input_lines, json_or_plain_lines, read_urls
 
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     import redis
 
     from enrich.config import EnrichConfig
-    from enrich.sinks import Sink
 
 __all__ = ["COMMANDS", "main", "redis_client"]
 
@@ -194,18 +194,18 @@ def redis_values(client: redis.Redis, key: str, *, batch: int = 1_000) -> Iterat
         ConfigError: the key holds neither a list nor a set.
     """
     kind_raw: Any = client.type(key)
-    kind = kind_raw.decode() if isinstance(kind_raw, bytes) else str(kind_raw)
+    kind = text_of(kind_raw)
     if kind == "list":
         start = 0
         while True:
             chunk: Any = client.lrange(key, start, start + batch - 1)
             if not chunk:
                 return
-            yield from (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in chunk)
+            yield from map(text_of, chunk)
             start += len(chunk)
     elif kind == "set":
         members: Any = client.sscan_iter(key, count=batch)
-        yield from (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in members)
+        yield from map(text_of, members)
     elif kind == "none":
         raise ConfigError(f"--from-redis-key {key}: no such key on this Redis")
     else:
@@ -229,12 +229,6 @@ def worker_config(config: EnrichConfig, prefetch: int | None) -> EnrichConfig:
     if ahead < 1:
         raise ConfigError(f"--prefetch must be at least 1 (got {ahead})")
     return config.replace(frontier={"max_pending": ahead, "max_site_pending": max(2, ahead)})
-
-
-def worker_sinks(config: EnrichConfig, *, jsonl: bool) -> list[Sink]:
-    from enrich.pipeline import build_sinks
-
-    return build_sinks(config.output, jsonl=jsonl)
 
 
 def run_worker(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
@@ -273,19 +267,24 @@ def _run_async_worker(
     config: EnrichConfig, client: redis.Redis, args: argparse.Namespace, name: str
 ) -> tuple[dict[str, Any], bool]:
     from crawler.async_engine import AsyncEnrichmentProcessor
+    from enrich.pipeline import build_sinks
 
-    queue = WorkQueue(
-        client, args.job, worker=name, lease_timeout_s=args.lease_timeout, max_deliveries=args.max_deliveries
+    feed, gate = join_job(
+        client,
+        args.job,
+        config,
+        worker=name,
+        lease_timeout_s=args.lease_timeout,
+        max_deliveries=args.max_deliveries,
+        wait=args.wait,
     )
-    feed = QueueFeed(queue, batch=min(50, config.frontier.max_pending), wait=args.wait)
-    gate = RedisSiteGate(client, args.job, worker=name, permit_ttl_s=config.fetch.timeout_s + 10)
     interrupt = _Interrupt()
 
     async def go() -> dict[str, Any]:
-        queue.register()
+        feed.queue.register()
         processor = AsyncEnrichmentProcessor.from_config(
             config,
-            sinks=worker_sinks(config, jsonl=args.output is not None),
+            sinks=build_sinks(config.output, jsonl=args.output is not None),
             acknowledge=feed.acknowledge,
             gate=gate,
             progress_interval_s=30,

@@ -16,7 +16,7 @@ from weakref import WeakKeyDictionary
 from scrapy import signals
 
 from crawler.scrapy_mode.config import run_of
-from enrich.distributed import QueueFeed, RedisSiteGate, WorkQueue, worker_name
+from enrich.distributed import QueueFeed, RedisSiteGate, join_job, worker_name
 from enrich.state import CrawlState, InputAdmission
 
 if TYPE_CHECKING:
@@ -76,16 +76,13 @@ def _join_queue(crawler: Crawler, job: CrawlJob) -> None:
 
     settings = crawler.settings
     client = redis.Redis.from_url(settings.get("ENRICH_REDIS_URL"), socket_connect_timeout=10)
-    name = settings.get("ENRICH_REDIS_JOB")
-    worker = settings.get("ENRICH_WORKER_NAME") or worker_name()
-    queue = WorkQueue(
+    job.feed, job.gate = join_job(
         client,
-        name,
-        worker=worker,
+        settings.get("ENRICH_REDIS_JOB"),
+        run_of(crawler).config,
+        worker=settings.get("ENRICH_WORKER_NAME") or worker_name(),
         lease_timeout_s=settings.getfloat("ENRICH_LEASE_TIMEOUT_S", 300.0),
         max_deliveries=settings.getint("ENRICH_MAX_DELIVERIES", 3),
+        wait=settings.getbool("ENRICH_WORKER_WAIT"),
     )
-    config = run_of(crawler).config
-    job.feed = QueueFeed(queue, batch=min(50, config.frontier.max_pending), wait=settings.getbool("ENRICH_WORKER_WAIT"))
-    job.gate = RedisSiteGate(client, name, worker=worker, permit_ttl_s=config.fetch.timeout_s + 10)
     job.jsonl = settings.getbool("ENRICH_WORKER_JSONL", False)

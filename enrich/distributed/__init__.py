@@ -8,7 +8,7 @@ frontiers of all workers together as polite to each site as one; ``status.py`` r
 
 from __future__ import annotations
 
-from enrich.distributed.feed import QueueFeed
+from enrich.distributed.feed import QueueFeed, join_job
 from enrich.distributed.gate import RedisSiteGate
 from enrich.distributed.queue import Delivery, JobKeys, WorkQueue, fingerprint, worker_name
 from enrich.distributed.status import JobStatus, job_status
@@ -22,5 +22,6 @@ __all__ = [
     "WorkQueue",
     "fingerprint",
     "job_status",
+    "join_job",
     "worker_name",
 ]

@@ -14,19 +14,30 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from enrich.distributed.gate import RedisSiteGate
+from enrich.distributed.queue import WorkQueue
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
-    from enrich.distributed.queue import WorkQueue
+    import redis
+
+    from enrich.config import EnrichConfig
     from enrich.stages import WorkItem
     from enrich.urls import InputURL
 
-__all__ = ["QueueFeed"]
+__all__ = ["PERMIT_MARGIN_S", "QueueFeed", "join_job"]
 
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.5
 """Time between two looks at an empty queue."""
+
+MAX_BATCH = 50
+"""URLs taken from the queue per call at most (fewer when the worker reads ahead fewer)."""
+
+PERMIT_MARGIN_S = 10.0
+"""A site permit outlives the fetch timeout by this much before a dead worker's place is freed."""
 
 
 class QueueFeed:
@@ -93,3 +104,20 @@ class QueueFeed:
             "dead_lettered": self.queue.dead_lettered,
             "leases_lost": self.queue.lost,
         }
+
+
+def join_job(
+    client: redis.Redis,
+    job: str,
+    config: EnrichConfig,
+    *,
+    worker: str,
+    lease_timeout_s: float,
+    max_deliveries: int,
+    wait: bool,
+) -> tuple[QueueFeed, RedisSiteGate]:
+    """A worker's input from the job's queue and its site gate: what a worker of either engine is built from."""
+    queue = WorkQueue(client, job, worker=worker, lease_timeout_s=lease_timeout_s, max_deliveries=max_deliveries)
+    feed = QueueFeed(queue, batch=min(MAX_BATCH, config.frontier.max_pending), wait=wait)
+    gate = RedisSiteGate(client, job, worker=worker, permit_ttl_s=config.fetch.timeout_s + PERMIT_MARGIN_S)
+    return feed, gate

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING
 
-from enrich.distributed.queue import JobKeys
+from enrich.distributed.queue import JobKeys, text_of
 
 if TYPE_CHECKING:
     import redis
@@ -44,9 +44,34 @@ AT_CAP_WAIT_S = 0.05
 KEY_TTL_MS = 7 * 24 * 3600 * 1000
 """A site's keys expire a week after their last use."""
 
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_HELPERS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function known(field, given, default)
+  if given > 0 then
+    redis.call('HSET', KEYS[1], field, given)
+    return given
+  end
+  return tonumber(redis.call('HGET', KEYS[1], field) or default)
+end
+local function push_next(at)
+  local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
+  if at > next_at then redis.call('HSET', KEYS[1], 'next', at) end
+end
+local function clear_starting(token)
+  if redis.call('HGET', KEYS[1], 'starting') == token then redis.call('HDEL', KEYS[1], 'starting') end
+end
+"""
+"""Shared by the scripts (KEYS[1]: the site's hash; KEYS[2]: its permits): Redis's clock in ms; a cap or spacing
+the asking worker gives (kept for the job) or, when it gives 0, the job's last; moving ``next`` only later; ending
+the wait for a permit's stamp."""
+
+_ACQUIRE = (
+    _HELPERS
+    + """
+local now = now_ms()
 local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
 if now < open_until then return {2, open_until - now, redis.call('HGET', KEYS[1], 'reason') or ''} end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -57,19 +82,8 @@ if starting then
   if redis.call('ZSCORE', KEYS[2], starting) then return {1, -1} end
   redis.call('HDEL', KEYS[1], 'starting')
 end
-local cap = tonumber(ARGV[2])
-if cap > 0 then
-  redis.call('HSET', KEYS[1], 'cap', cap)
-else
-  cap = tonumber(redis.call('HGET', KEYS[1], 'cap') or '1')
-end
-if redis.call('ZCARD', KEYS[2]) >= cap then return {1, -1} end
-local spacing = tonumber(ARGV[3])
-if spacing > 0 then
-  redis.call('HSET', KEYS[1], 'spacing', spacing)
-else
-  spacing = tonumber(redis.call('HGET', KEYS[1], 'spacing') or '0')
-end
+if redis.call('ZCARD', KEYS[2]) >= known('cap', tonumber(ARGV[2]), '1') then return {1, -1} end
+local spacing = known('spacing', tonumber(ARGV[3]), '0')
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
 redis.call('HSET', KEYS[1], 'next', now + spacing)
 if spacing > 0 then redis.call('HSET', KEYS[1], 'starting', ARGV[1]) end
@@ -77,39 +91,33 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return {0, 0}
 """
+)
 
-_STAMP = """
-local spacing = tonumber(ARGV[2])
-if spacing > 0 then
-  redis.call('HSET', KEYS[1], 'spacing', spacing)
-else
-  spacing = tonumber(redis.call('HGET', KEYS[1], 'spacing') or '0')
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
-if now + spacing > next_at then redis.call('HSET', KEYS[1], 'next', now + spacing) end
-if redis.call('HGET', KEYS[1], 'starting') == ARGV[1] then redis.call('HDEL', KEYS[1], 'starting') end
+_STAMP = (
+    _HELPERS
+    + """
+local spacing = known('spacing', tonumber(ARGV[2]), '0')
+local now = now_ms()
+push_next(now + spacing)
+clear_starting(ARGV[1])
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[3]), ARGV[1]) end
 return 0
 """
+)
 
-_RELEASE = """
+_RELEASE = (
+    _HELPERS
+    + """
 redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('HGET', KEYS[1], 'starting') == ARGV[1] then redis.call('HDEL', KEYS[1], 'starting') end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+clear_starting(ARGV[1])
+local now = now_ms()
 local rest = tonumber(ARGV[2])
-if rest > 0 then
-  local next_at = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
-  if now + rest > next_at then redis.call('HSET', KEYS[1], 'next', now + rest) end
-end
+if rest > 0 then push_next(now + rest) end
 local open = tonumber(ARGV[3])
-if open > 0 then
-  redis.call('HSET', KEYS[1], 'open_until', now + open, 'reason', ARGV[4])
-end
+if open > 0 then redis.call('HSET', KEYS[1], 'open_until', now + open, 'reason', ARGV[4]) end
 return 0
 """
+)
 
 
 class RedisSiteGate:
@@ -149,7 +157,7 @@ class RedisSiteGate:
             return token, 0.0, None
         if int(code) == 2:
             self.circuit_refusals += 1
-            reason = rest[0].decode("utf-8", "replace") if rest and isinstance(rest[0], bytes) else str(rest[0])
+            reason = text_of(rest[0]) if rest else ""
             return None, int(ms) / 1000, f"{reason} (the job's workers share the site's circuit)"
         self.refused += 1
         return None, AT_CAP_WAIT_S if int(ms) < 0 else int(ms) / 1000, None

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from enrich.errors import EnrichError
     from enrich.stages import WorkItem
 
-__all__ = ["Delivery", "JobKeys", "WorkQueue", "fingerprint", "worker_name"]
+__all__ = ["Delivery", "JobKeys", "WorkQueue", "fingerprint", "text_of", "worker_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,8 @@ class Delivery:
     """Delivered ``max_deliveries`` times to workers that died: it becomes an error record, not a fetch."""
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
+    """A Redis reply value as text (bytes decoded as UTF-8; undecodable bytes kept as surrogates)."""
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
@@ -307,7 +308,7 @@ class WorkQueue:
             reply: Any = self.client.xreadgroup(GROUP, self.worker, {self.keys.stream: ">"}, count=count - len(out))
             for _stream, messages in reply or ():
                 for msg_id, fields in messages:
-                    out.append(self._hold(_text(msg_id), _decode(fields)))
+                    out.append(self._hold(text_of(msg_id), _decode(fields)))
         return out
 
     def _take_reclaimed(self, count: int) -> list[Delivery]:
@@ -321,7 +322,7 @@ class WorkQueue:
             logger.warning(
                 "reclaimed %s from worker %s (lease expired; delivered %d times)%s",
                 fields.get("u"),
-                _text(holder),
+                text_of(holder),
                 int(deliveries),
                 ": dead-lettered" if dead else "",
                 extra={"url": fields.get("u")},
@@ -334,17 +335,12 @@ class WorkQueue:
                     f"(max_deliveries {self.max_deliveries}); it is not fetched again",
                     url=fields.get("u", ""),
                 )
-            out.append(self._hold(_text(msg_id), fields, error=error))
+            out.append(self._hold(text_of(msg_id), fields, error=error))
         return out
 
     def _hold(self, msg_id: str, fields: dict[str, str], *, error: EnrichError | None = None) -> Delivery:
         delivery = Delivery(msg_id, _entry(fields, error=error), dead=error is not None)
-        previous = self.held.get(delivery.entry.url)
-        if previous is not None and previous.id != msg_id:
-            # the same URL under two ids: only a requeue does that; keep the newer one, acknowledge both later
-            self.client.xack(self.keys.stream, GROUP, previous.id)
-            self.client.xdel(self.keys.stream, previous.id)
-        self.held[delivery.entry.url] = delivery
+        self.held[delivery.entry.url] = delivery  # one id per URL: the enqueue script de-duplicates
         return delivery
 
     def renew_due(self) -> bool:
@@ -358,7 +354,7 @@ class WorkQueue:
         for chunk in _chunks(list(ids), 1_000):
             lost = self._renew(keys=[self.keys.stream, self.keys.worker_seen], args=[GROUP, self.worker, *chunk])
             for msg_id in lost or ():
-                url = ids.get(_text(msg_id))
+                url = ids.get(text_of(msg_id))
                 if url is not None:
                     self.lost += 1
                     logger.warning("lease of %s lost to another worker (not renewed in time)", url)
@@ -410,7 +406,7 @@ class WorkQueue:
 
 
 def _decode(fields: dict[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in fields.items()}
+    return {text_of(k): text_of(v) for k, v in fields.items()}
 
 
 def _chunks(values: Iterable[Any], size: int) -> Iterator[list[Any]]:

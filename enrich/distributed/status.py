@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from enrich.distributed.queue import GROUP, JobKeys
+from enrich.distributed.queue import GROUP, JobKeys, text_of
 
 if TYPE_CHECKING:
     import redis
@@ -102,15 +102,14 @@ class JobStatus:
 def _num(value: Any) -> float | None:
     if value is None:
         return None
-    text = value.decode() if isinstance(value, bytes) else str(value)
     try:
-        return float(text)
+        return float(text_of(value))
     except ValueError:
         return None
 
 
 def _names(mapping: dict[Any, Any]) -> dict[str, Any]:
-    return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in mapping.items()}
+    return {text_of(k): v for k, v in mapping.items()}
 
 
 def job_status(client: redis.Redis, job: str) -> JobStatus:
@@ -138,7 +137,7 @@ def job_status(client: redis.Redis, job: str) -> JobStatus:
             leased = int(summary.get("pending") or 0)
             for consumer in summary.get("consumers") or ():
                 name = consumer["name"]
-                leased_by[name.decode() if isinstance(name, bytes) else str(name)] = int(consumer["pending"])
+                leased_by[text_of(name)] = int(consumer["pending"])
     stats, records, started, last, seen = (_names(m) for m in (stats, records, started, last, seen))
     names = sorted(set(records) | set(started) | set(leased_by))
     workers = [

@@ -448,13 +448,9 @@ class Frontier(Generic[T]):
             waited = now - entry.queued_at
             refusal = self.policy.refusal(state, now)
             if refusal is not None:
-                self.counts["refused"] += 1
-                self._schedule(site, now)
-                return Lease(site, entry.url, entry.payload, entry.priority, refusal, waited, released=True)
+                return self._refused(site, entry, refusal, waited, now)
             if not self.policy.can_start(state, now):  # the heap entry was right when pushed; check again
-                self.storage.push(site, entry)
-                self._pending_bytes += entry.size
-                self._schedule(site, now)  # by the same clock reading: to the timed heap, not back into this loop
+                self._put_back(site, entry, now)
                 continue
             permit = None
             if self.gate is not None:
@@ -462,15 +458,11 @@ class Frontier(Generic[T]):
                 spacing = max(state.min_interval, state.pace)
                 permit, wait, shared_refusal = self.gate.acquire(site, cap=cap, spacing_s=spacing)
                 if shared_refusal is not None:  # another worker's circuit for this site is open: refuse too
-                    self.counts["refused"] += 1
-                    self._schedule(site, now)
-                    return Lease(site, entry.url, entry.payload, entry.priority, shared_refusal, waited, released=True)
+                    return self._refused(site, entry, shared_refusal, waited, now)
                 if permit is None:  # another worker's turn on this site: not ready until then, nothing held
                     self.counts["gate_waits"] += 1
                     state.not_before = max(state.not_before, now + wait)
-                    self.storage.push(site, entry)
-                    self._pending_bytes += entry.size
-                    self._schedule(site, now)
+                    self._put_back(site, entry, now)
                     continue
             self.policy.start(state, now)
             self._in_flight += 1
@@ -479,6 +471,19 @@ class Frontier(Generic[T]):
             return Lease(site, entry.url, entry.payload, entry.priority, None, waited, permit=permit)
         self._room.set()  # nothing may start now: the reader may have to look further ahead
         return None
+
+    def _refused(self, site: str, entry: FrontierEntry[T], refusal: str, waited: float, now: float) -> Lease[T]:
+        """A lease that holds nothing and carries why the site's requests are refused (an open circuit)."""
+        self.counts["refused"] += 1
+        self._schedule(site, now)
+        return Lease(site, entry.url, entry.payload, entry.priority, refusal, waited, released=True)
+
+    def _put_back(self, site: str, entry: FrontierEntry[T], now: float) -> None:
+        """Return a popped entry to its site's queue; the site is scheduled by the same clock reading (to the timed
+        heap, not back into the poll's loop)."""
+        self.storage.push(site, entry)
+        self._pending_bytes += entry.size
+        self._schedule(site, now)
 
     def _forget(self, entry: FrontierEntry[T]) -> None:
         self._pending_bytes -= entry.size

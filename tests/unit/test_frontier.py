@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from enrich.config import EnrichConfig
-from enrich.frontier import Frontier, Outcome, SitePolicy, SpillStore, outcome_of
+from enrich.frontier import Frontier, Outcome, SiteGate, SitePolicy, SpillStore, outcome_of
 from enrich.frontier.sites import CRAWL_DELAY_MARGIN_S
 
 
@@ -19,10 +19,10 @@ class Clock:
         return self.now
 
 
-def frontier(clock: Clock, **policy: object) -> Frontier[str]:
+def frontier(clock: Clock, gate: SiteGate | None = None, **policy: object) -> Frontier[str]:
     options: dict[str, object] = {"per_site": 2, "robots_first": False, "clock": clock, "wall_clock": lambda: 0.0}
     options.update(policy)
-    return Frontier(policy=SitePolicy(**options), max_pending=1000)  # type: ignore[arg-type]
+    return Frontier(policy=SitePolicy(**options), max_pending=1000, gate=gate)  # type: ignore[arg-type]
 
 
 def take_all(f: Frontier[str]) -> list[str]:
@@ -390,11 +390,7 @@ class ScriptedGate:
 async def test_a_gate_refusal_makes_the_site_wait_and_others_go_on() -> None:
     clock = Clock()
     gate = ScriptedGate()
-    f = Frontier(
-        policy=SitePolicy(per_site=2, robots_first=False, clock=clock, wall_clock=lambda: 0.0),
-        max_pending=1000,
-        gate=gate,
-    )
+    f = frontier(clock, gate)
     for n in range(2):
         await f.put(f"http://shared.test/{n}", f"shared{n}")
         await f.put(f"http://mine.test/{n}", f"mine{n}")
@@ -419,11 +415,7 @@ async def test_a_gate_refusal_makes_the_site_wait_and_others_go_on() -> None:
 async def test_a_circuit_opened_by_another_worker_refuses_without_fetching() -> None:
     clock = Clock()
     gate = ScriptedGate()
-    f = Frontier(
-        policy=SitePolicy(per_site=2, robots_first=False, clock=clock, wall_clock=lambda: 0.0),
-        max_pending=1000,
-        gate=gate,
-    )
+    f = frontier(clock, gate)
     await f.put("http://down.test/a", "a")
     gate.answers["down.test"] = (None, 20.0, "circuit open for down.test (shared)")
     lease = f.poll()
@@ -436,10 +428,7 @@ async def test_a_circuit_opened_by_another_worker_refuses_without_fetching() -> 
 async def test_a_circuit_that_opens_here_is_opened_for_every_worker() -> None:
     clock = Clock()
     gate = ScriptedGate()
-    policy = SitePolicy(
-        per_site=1, robots_first=False, clock=clock, wall_clock=lambda: 0.0, circuit_failures=2, circuit_cooldown_s=30
-    )
-    f = Frontier(policy=policy, max_pending=1000, gate=gate)
+    f = frontier(clock, gate, per_site=1, circuit_failures=2, circuit_cooldown_s=30)
     for n in range(3):
         await f.put(f"http://down.test/{n}", str(n))
     for _ in range(2):
