@@ -123,6 +123,20 @@ class _Interrupt:
     def interrupted(self) -> bool:
         return self.count > 0
 
+    @contextlib.contextmanager
+    def handling(self, stop: Callable[[], object], task: asyncio.Task[Any]) -> Iterator[None]:
+        """Within the block, SIGINT and SIGTERM (kill, systemd, docker stop) call ``stop`` the first time and cancel
+        ``task`` the second; the block runs in the task's loop."""
+        self.on_first, self.on_second = stop, task.cancel
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self)
+        try:
+            yield
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
 
 # --- parsing --------------------------------------------------------------------------------------------------------
 
@@ -359,21 +373,32 @@ def _seeds(settings: EnvSettings, args: argparse.Namespace) -> list[str]:
     return seeds
 
 
-def run_discover(settings: EnvSettings, args: argparse.Namespace, err: TextIO) -> Path:
-    """Stage 1: write the discovered URLs; returns the file written."""
+def run_discover(settings: EnvSettings, args: argparse.Namespace, err: TextIO) -> tuple[Path, bool]:
+    """Stage 1: write the discovered URLs; returns the file written and whether Ctrl-C or SIGTERM stopped it
+    (what was found by then is written all the same)."""
     from crawler.discover import Discoverer
 
     seeds = _seeds(settings, args)
     discoverer = Discoverer.from_config(settings.discover, enrich=settings.enrich)
-    result = asyncio.run(discoverer.run(seeds))
+    interrupt = _Interrupt()
+
+    async def go() -> None:
+        task = asyncio.create_task(discoverer.run(seeds))
+        with interrupt.handling(discoverer.stop, task), contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    result = discoverer.result
     out = settings.discover_output
     _write_lines(out, iter(result.urls))
     report = {"stage": "discover", "seeds": len(seeds), **result.to_dict(), "output": str(out)}
+    report["interrupted"] = interrupt.interrupted
     (out.parent / "discover_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(
-        format_summary({}, title="Stage 1: discover", extra={k: v for k, v in report.items() if k != "stage"}), file=err
-    )
-    return out
+    summary = {k: v for k, v in report.items() if k not in ("stage", "frontier")}
+    politeness = ("backoffs", "cap_decreases", "circuit_opens")
+    summary.update({f"frontier {k}": result.frontier[k] for k in politeness if k in result.frontier})
+    print(format_summary({}, title="Stage 1: discover", extra=summary), file=err)
+    return out, interrupt.interrupted
 
 
 def run_prepare(settings: EnvSettings, args: argparse.Namespace, err: TextIO, source: str | Path | None) -> Path:
@@ -434,28 +459,22 @@ def _run_async_engine(
         reporter = _reporter(args, live, err)
         metrics = start_async_metrics(args, processor)
         task = asyncio.create_task(processor.run(inputs))
-        loop = asyncio.get_running_loop()
-        interrupt.on_first = processor.stop
-        interrupt.on_second = task.cancel
-        # SIGTERM (kill, systemd, docker stop) stops the run like Ctrl-C: flush, summary, exit status 130.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, interrupt)
-        try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=reporter.period if reporter else 1.0)
+        # SIGTERM stops the run like Ctrl-C: flush, summary, exit status 130.
+        with interrupt.handling(processor.stop, task):
+            try:
+                while not task.done():
+                    await asyncio.wait({task}, timeout=reporter.period if reporter else 1.0)
+                    if reporter:
+                        reporter.tick()
                 if reporter:
-                    reporter.tick()
-            if reporter:
-                reporter.close()
-            return task.result()
-        except asyncio.CancelledError:
-            if reporter:
-                reporter.close()
-            return processor.stats
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
-            finish_metrics(args, metrics)
+                    reporter.close()
+                return task.result()
+            except asyncio.CancelledError:
+                if reporter:
+                    reporter.close()
+                return processor.stats
+            finally:
+                finish_metrics(args, metrics)
 
     stats = asyncio.run(go())
     if stats.total is None:
@@ -647,14 +666,15 @@ def _run(argv: Sequence[str], err: TextIO) -> int:
     settings = _load_settings(args)
     stage = args.stage
     if stage == "1":
-        run_discover(settings, args, err)
-        return EXIT_OK
+        return EXIT_INTERRUPTED if run_discover(settings, args, err)[1] else EXIT_OK
     if stage == "2":
         run_prepare(settings, args, err, _stage_input(args, err))
         return EXIT_OK
     if stage == "3":
         return run_enrich(settings, args, err, args.input, urls=args.urls)
-    discovered = run_discover(settings, args, err)
+    discovered, interrupted = run_discover(settings, args, err)
+    if interrupted:
+        return EXIT_INTERRUPTED
     prepared = run_prepare(settings, args, err, discovered)
     return run_enrich(settings, args, err, prepared)
 

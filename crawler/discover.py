@@ -1,17 +1,18 @@
 """Stage 1, discover: from seed URLs to a list of same-site URLs, through sitemaps and links.
 
-For every site of the seeds, robots.txt is read once, with stage 3's policy (:class:`~enrich.policy.RobotsPolicy`:
-a 5xx or an unreachable robots.txt disallows the site for a while, a 4xx allows it): its ``Sitemap:`` lines and
-``/sitemap.xml`` give URLs (:mod:`crawler.sitemaps`: sitemap indexes followed, gzipped sitemaps, text sitemaps,
-RSS and Atom feeds), and its rules decide what may be fetched. Pages are then fetched breadth-first up to
-``max_depth`` link hops from a seed, following only same-site links, until ``max_pages`` URLs are known.
-Disallowed URLs are counted, not listed.
+Discovery runs on stage 3's engine (:class:`~crawler.async_engine.processor.AsyncEnrichmentProcessor`) with one
+stage of its own in place of extraction, NLP and the sinks: every page and sitemap is a request the frontier
+schedules (:mod:`enrich.frontier`), so stage 1 keeps every policy of stage 3 from one definition: per-site queues
+and caps (adaptive, with backoff on 429/503 and a circuit breaker), robots.txt and its ``Crawl-delay``, the address
+check, retries with ``Retry-After``, every redirect hop scheduled as a request to its own site, and whole bodies read
+up to ``max_page_bytes``.
 
-Requests go through stage 3's fetcher and policies (:class:`~crawler.async_engine.polite.PoliteFetcher`): the
-address check (``politeness.allow_private_addresses``), robots.txt and its ``Crawl-delay`` (spacing a site's
-requests), at most ``politeness.per_domain_concurrency`` requests per site at once, redirects followed by hand with
-each hop checked, stage 3's retries (transport failures, 429 and 5xx, ``Retry-After``), and whole bodies read up
-to ``max_page_bytes`` (decompressed with a cap).
+For every site of the seeds, robots.txt is read once: its ``Sitemap:`` lines and ``/sitemap.xml`` give URLs
+(:mod:`crawler.sitemaps`: sitemap indexes followed, gzipped sitemaps, text sitemaps, RSS and Atom feeds), and its
+rules decide what may be listed and fetched (a 5xx or an unreachable robots.txt disallows the site for a while, a
+4xx allows it, as in stage 3). Pages are fetched breadth-first up to ``max_depth`` link hops from a seed, following
+only same-site links, until ``max_pages`` URLs are known; then the run stops (requests in flight finish).
+Disallowed URLs are counted, not listed.
 """
 
 from __future__ import annotations
@@ -20,30 +21,32 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import lxml.html
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
-from crawler.async_engine.fetcher import AiohttpFetcher
-from crawler.async_engine.polite import PoliteFetcher
+from crawler.async_engine.processor import AsyncEnrichmentProcessor
 from crawler.sitemaps import parse_sitemap
 from enrich.config import EnrichConfig
-from enrich.errors import FetchError, InvalidURLError, RefusedError
+from enrich.errors import InvalidURLError
 from enrich.extract.html import extract_links
-from enrich.policy import RetryPolicy, RobotsPolicy
-from enrich.urls import normalize_url
+from enrich.policy import RobotsPolicy
+from enrich.urls import InputURL, normalize_url
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import AsyncIterator, Iterable
+
+    from enrich.stages import WorkItem
 
 __all__ = ["DiscoverConfig", "DiscoverResult", "Discoverer"]
 
 logger = logging.getLogger(__name__)
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
+_REFUSALS = {"RefusedError", "RobotsDisallowedError", "BlockedAddressError", "CircuitOpenError"}
 
 
 class DiscoverConfig(BaseModel):
@@ -66,13 +69,24 @@ class DiscoverConfig(BaseModel):
 
 @dataclass
 class DiscoverResult:
-    """The URLs found, in discovery order, and counters of what happened."""
+    """The URLs found, in discovery order, counters of what happened, and the frontier's figures (backoffs, cap
+    decreases, open circuits per site)."""
 
     urls: list[str] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    frontier: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"urls": len(self.urls), **dict(sorted(self.counts.items()))}
+        return {"urls": len(self.urls), **dict(sorted(self.counts.items())), "frontier": self.frontier}
+
+
+@dataclass(slots=True)
+class _Purpose:
+    """Why a URL is requested: a page (for its links, ``depth`` hops from a seed) or a sitemap of ``site``."""
+
+    kind: Literal["page", "sitemap"]
+    depth: int = 0
+    site: str = ""
 
 
 def _site(url: str) -> str:
@@ -81,12 +95,12 @@ def _site(url: str) -> str:
 
 
 class Discoverer:
-    """Runs the discover stage. Use :meth:`run`; it opens and closes its own fetcher.
+    """Runs the discover stage. Use :meth:`run`; the engine it builds opens and closes its own fetcher.
 
     Args:
         config: the stage settings.
-        enrich: stage 3's settings, whose fetch and politeness policies discovery follows (its timeout, size cap
-            and concurrency are the stage's own).
+        enrich: stage 3's settings, whose fetch, frontier and politeness policies discovery follows (its timeout,
+            size cap and concurrency are the stage's own; NLP, contacts and WARC output are off).
     """
 
     def __init__(self, *, config: DiscoverConfig, enrich: EnrichConfig) -> None:
@@ -99,13 +113,21 @@ class Discoverer:
                 "max_concurrency": config.concurrency,
             },
             politeness={"respect_robots": config.respect_robots},
+            nlp={"enabled": False},
+            contacts={"enabled": False},
+            warc={"dir": None},
         )
         self._hosts: set[str] = set()
         self._known: set[str] = set()
-        self._queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
-        self._fetch: PoliteFetcher | None = None
+        self._requests: dict[str, _Purpose] = {}
+        """Why each URL in flight was requested (until its answer is handled)."""
+        self._requested: set[str] = set()
+        self._sitemaps_seen: Counter[str] = Counter()
+        self._feed: asyncio.Queue[str | None] = asyncio.Queue()
+        self._outstanding = 0
+        self._processor: AsyncEnrichmentProcessor | None = None
+        self._stopped = False
         self._robots: RobotsPolicy | None = None
-        self._retry = RetryPolicy.from_config(self._enrich.fetch)
         self.result = DiscoverResult()
 
     @classmethod
@@ -114,30 +136,40 @@ class Discoverer:
 
     async def run(self, seeds: Iterable[str]) -> DiscoverResult:
         """Discover from ``seeds``; invalid seeds are counted under ``invalid_seed``."""
-        cfg, enrich = self._config, self._enrich
-        fetcher = AiohttpFetcher.from_config(enrich.fetch, politeness=enrich.politeness)
-        # robots.txt is always read (its Sitemap: lines); its rules apply when respect_robots is on
-        robots = self._robots = RobotsPolicy(
-            fetch_robots=fetcher.fetch_robots,
-            user_agent=enrich.fetch.full_user_agent,
-            max_crawl_delay_s=enrich.politeness.max_crawl_delay_s,
+        processor = self._processor = AsyncEnrichmentProcessor.from_config(
+            self._enrich, stages=[_LinkStage(self)], progress_interval_s=0
         )
-        self._fetch = PoliteFetcher(
-            fetcher=fetcher,
-            robots=robots if cfg.respect_robots else None,
-            max_redirects=enrich.fetch.max_redirects,
-            timeout_s=cfg.timeout,
-            per_site=enrich.politeness.per_domain_concurrency,
+        robots = processor.robots
+        assert robots is not None, "the engine always has a robots.txt policy"
+        # robots.txt is always read for its Sitemap: lines; its rules apply only when respect_robots is on
+        self._robots = (
+            robots
+            if robots.enabled
+            else RobotsPolicy(fetch_robots=processor.fetcher.fetch_robots, user_agent=robots.user_agent)
         )
-        async with fetcher:
-            try:
-                await self._discover(seeds)
-            finally:
-                await robots.close()
+        if self._stopped:
+            processor.stop()
+        try:
+            stats = await processor.run(self._inputs(list(seeds)))
+        finally:
+            if self._robots is not robots:
+                await self._robots.close()
+        self.result.frontier = {k: v for k, v in processor.frontier.stats().items() if k != "per_site"}
+        self.result.frontier["per_site"] = processor.frontier.stats()["per_site"]
+        self.result.counts["requests"] = stats.processed
         return self.result
 
-    async def _discover(self, seeds: Iterable[str]) -> None:
-        cfg = self._config
+    def stop(self) -> None:
+        """Stop requesting (Ctrl-C, SIGTERM): requests in flight finish and :meth:`run` returns what was found."""
+        self._stopped = True
+        if self._processor is not None:
+            self._processor.stop()
+
+    # --- what is requested -------------------------------------------------------------------------------------
+
+    async def _inputs(self, seeds: list[str]) -> AsyncIterator[InputURL]:
+        """The engine's input: the seeds, their sites' sitemaps, then what pages and sitemaps list, until every
+        request made has been handled (or the page limit stopped the run)."""
         valid: list[str] = []
         for seed in seeds:
             try:
@@ -148,18 +180,36 @@ class Discoverer:
                 continue
             self._hosts.add((urlsplit(url).hostname or "").lower())
             valid.append(url)
+        self._outstanding += 1  # the seeds themselves, until they are all queued
         for url in valid:
             await self._add(url, 0)
-        if cfg.use_sitemaps:
+        if self._config.use_sitemaps:
+            assert self._robots is not None
             for site in dict.fromkeys(_site(u) for u in valid):
-                await self._read_sitemaps(site)
-        workers = [asyncio.create_task(self._worker()) for _ in range(cfg.concurrency)]
-        try:
-            await self._queue.join()
-        finally:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+                for sitemap in [*(await self._robots.sitemaps(site + "/")), site + "/sitemap.xml"]:
+                    self._request_sitemap(sitemap, site)
+        self._done_one()
+        number = 0
+        while (queued := await self._feed.get()) is not None:
+            number += 1
+            yield InputURL(url=queued, line=number)
+
+    def _request(self, url: str, purpose: _Purpose) -> None:
+        self._requested.add(url)
+        self._requests[url] = purpose
+        self._outstanding += 1
+        self._feed.put_nowait(url)
+
+    def _request_sitemap(self, url: str, site: str) -> None:
+        if url in self._requested or self._sitemaps_seen[site] >= self._config.max_sitemaps:
+            return
+        self._sitemaps_seen[site] += 1
+        self._request(url, _Purpose("sitemap", site=site))
+
+    def _done_one(self) -> None:
+        self._outstanding -= 1
+        if self._outstanding == 0:
+            self._feed.put_nowait(None)  # nothing queued or in flight will add more: the input ends
 
     def _same_site(self, url: str) -> bool:
         host = (urlsplit(url).hostname or "").lower()
@@ -173,42 +223,73 @@ class Discoverer:
         assert self._robots is not None, "_allowed called outside run()"
         return await self._robots.check(url) is None
 
+    def _full(self) -> bool:
+        if len(self.result.urls) < self._config.max_pages:
+            return False
+        self.result.counts["page_limit_skipped"] += 1
+        return True
+
     async def _add(self, url: str, depth: int) -> None:
-        """List ``url`` (if new, same-site and allowed) and queue it for link-following."""
+        """List ``url`` (if new, same-site and allowed) and request it for its links."""
         if url in self._known:
             return
         self._known.add(url)
         if not self._same_site(url):
             self.result.counts["offsite_skipped"] += 1
             return
-        if len(self.result.urls) >= self._config.max_pages:
-            self.result.counts["page_limit_skipped"] += 1
+        if self._full():
             return
         if not await self._allowed(url):
             self.result.counts["robots_disallowed"] += 1
             return
-        if len(self.result.urls) >= self._config.max_pages:  # other workers may have filled it meanwhile
-            self.result.counts["page_limit_skipped"] += 1
+        if self._full():  # other stage workers may have filled it meanwhile
             return
         self.result.urls.append(url)
-        if self._config.follow_links and depth < self._config.max_depth:
-            self._queue.put_nowait((url, depth))
+        if len(self.result.urls) >= self._config.max_pages:
+            self.stop()  # every URL wanted is known: what is queued would only find more
+        elif self._config.follow_links and depth < self._config.max_depth and url not in self._requested:
+            self._request(url, _Purpose("page", depth=depth))
 
-    async def _worker(self) -> None:
-        while True:
-            url, depth = await self._queue.get()
-            try:
-                body = await self._get(url, expect=_HTML_TYPES)
-                if body is not None:
-                    self.result.counts["pages_fetched"] += 1
-                    for link in self._page_links(body, url):
-                        await self._add(link, depth + 1)
-            except Exception:
-                # One bad page must not end discovery; it is logged with its traceback and counted.
-                self.result.counts["page_errors"] += 1
-                logger.warning("discovery failed on %s", url, exc_info=True)
-            finally:
-                self._queue.task_done()
+    # --- what came back ----------------------------------------------------------------------------------------
+
+    async def handle(self, item: WorkItem) -> None:
+        """Read one request's answer: a page's links or a sitemap's entries go back in as requests."""
+        record = item.record
+        purpose = self._requests.pop(record.url, _Purpose("page"))
+        try:
+            self.result.counts["retries"] += max(0, record.attempts - 1)
+            if item.page is None or record.error is not None:
+                self._count_failure(item)
+            elif item.page.status != 200:
+                self.result.counts[f"http_{item.page.status}"] += 1
+            elif purpose.kind == "sitemap":
+                await self._read_sitemap(item.page.body, record.final_url or record.url, purpose.site)
+            elif not (item.page.content_type or "").startswith(_HTML_TYPES):
+                self.result.counts["not_html"] += 1
+            else:
+                self.result.counts["pages_fetched"] += 1
+                if item.page.truncated:
+                    self.result.counts["bodies_truncated"] += 1
+                for link in self._page_links(item.page.body, record.final_url or record.url):
+                    await self._add(link, purpose.depth + 1)
+        except Exception:
+            # One bad page must not end discovery; it is logged with its traceback and counted.
+            self.result.counts["page_errors"] += 1
+            logger.warning("discovery failed on %s", record.url, exc_info=True)
+        finally:
+            self._done_one()
+
+    def _count_failure(self, item: WorkItem) -> None:
+        record = item.record
+        error = record.error
+        if record.status is not None and record.status >= 300:
+            self.result.counts[f"http_{record.status}"] += 1
+        elif error is not None and error.type in _REFUSALS:  # robots.txt, the address policy or an open circuit
+            self.result.counts["refused"] += 1
+            logger.info("not fetched: %s", error.message)
+        else:
+            self.result.counts["fetch_errors"] += 1
+            logger.info("cannot fetch %s: %s", record.url, error.message if error else "no page")
 
     def _page_links(self, body: bytes, url: str) -> list[str]:
         try:
@@ -223,71 +304,37 @@ class Discoverer:
                 continue
         return links
 
-    async def _get(self, url: str, *, expect: tuple[str, ...] | None) -> bytes | None:
-        """The whole body (up to the size cap) of a 200 answer whose type starts with one of ``expect`` (any if
-        None), after redirects and retries (stage 3's retry policy: transport failures, 429, 5xx, ``Retry-After``
-        up to its cap); else None, counted."""
-        assert self._fetch is not None, "_get called outside run()"
-        retry = self._retry
-        attempt = 1
-        while True:
+    async def _read_sitemap(self, body: bytes, url: str, site: str) -> None:
+        content = parse_sitemap(body, url, max_bytes=self._config.max_page_bytes)
+        if content.kind == "invalid":
+            self.result.counts["invalid_sitemaps"] += 1
+            return
+        self.result.counts["sitemaps_read"] += 1
+        if content.truncated:
+            self.result.counts["sitemaps_truncated"] += 1
+        for sitemap in content.sitemaps:
+            self._request_sitemap(sitemap, site)
+        for entry in content.urls:
             try:
-                page = await self._fetch(url)
-            except RefusedError as exc:  # robots.txt or the address policy, on the URL or a redirect hop
-                self.result.counts["refused"] += 1
-                logger.info("not fetched: %s", exc)
-                return None
-            except FetchError as exc:
-                if retry.should_retry(None, exc, attempt):
-                    await self._wait(retry.delay(attempt), attempt)
-                    attempt += 1
-                    continue
-                self.result.counts["fetch_errors"] += 1
-                logger.info("cannot fetch %s: %s", url, exc)
-                return None
-            retry_after = page.headers.get("retry-after")
-            if retry.should_retry(page.status, None, attempt) and retry.too_long(retry_after) is None:
-                await self._wait(retry.delay(attempt, retry_after), attempt)
-                attempt += 1
-                continue
-            break
-        if page.status != 200:
-            self.result.counts[f"http_{page.status}"] += 1
-            return None
-        if expect is not None and not (page.content_type or "").startswith(expect):
-            self.result.counts["not_html"] += 1
-            return None
-        if page.truncated:
-            self.result.counts["bodies_truncated"] += 1
-        return page.body
+                await self._add(normalize_url(entry), 0)
+            except InvalidURLError:
+                self.result.counts["invalid_sitemap_url"] += 1
 
-    async def _wait(self, delay_s: float, attempt: int) -> None:
-        self.result.counts["retries"] += 1
-        logger.debug("retrying in %.2fs (attempt %d failed)", delay_s, attempt)
-        await asyncio.sleep(delay_s)
 
-    async def _read_sitemaps(self, site: str) -> None:
-        assert self._robots is not None, "_read_sitemaps called outside run()"
-        pending = [*(await self._robots.sitemaps(site + "/")), site + "/sitemap.xml"]
-        seen: set[str] = set()
-        while pending and len(seen) < self._config.max_sitemaps:
-            sitemap = pending.pop(0)
-            if sitemap in seen:
-                continue
-            seen.add(sitemap)
-            body = await self._get(sitemap, expect=None)
-            if body is None:
-                continue
-            content = parse_sitemap(body, sitemap, max_bytes=self._config.max_page_bytes)
-            if content.kind == "invalid":
-                self.result.counts["invalid_sitemaps"] += 1
-                continue
-            self.result.counts["sitemaps_read"] += 1
-            if content.truncated:
-                self.result.counts["sitemaps_truncated"] += 1
-            pending.extend(content.sitemaps)
-            for url in content.urls:
-                try:
-                    await self._add(normalize_url(url), 0)
-                except InvalidURLError:
-                    self.result.counts["invalid_sitemap_url"] += 1
+class _LinkStage:
+    """Stage 1's only stage: hands every answer back to the discoverer."""
+
+    name = "discover"
+
+    def __init__(self, discoverer: Discoverer) -> None:
+        self._discoverer = discoverer
+
+    async def open(self) -> None:
+        return None
+
+    async def process(self, item: WorkItem) -> WorkItem:
+        await self._discoverer.handle(item)
+        return item
+
+    async def close(self) -> None:
+        return None

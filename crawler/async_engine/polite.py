@@ -1,12 +1,11 @@
 """One page fetched with the crawl's policies, outside the frontier's queue: for the contacts stage
-(:data:`enrich.contacts.ContactFetch`) and for discovery (stage 1).
+(:data:`enrich.contacts.ContactFetch`).
 
 A site's contact pages are a few extra requests per site, made while a stage worker waits for them; they do not
 go through the frontier's queue, since a stage worker waiting for a lease could deadlock the run (request tasks
-keep their place until a stage worker takes their item). Discovery has no frontier of its own. Both keep the
-frontier's policies all the same: the address check, robots.txt (refusal and ``Crawl-delay``, spacing the requests
-of a site, one at a time), the size cap, redirects followed by hand with every hop checked, and the run's WARC
-output (the same fetcher).
+keep their place until a stage worker takes their item). It keeps the frontier's policies all the same: the
+address check, robots.txt (refusal and ``Crawl-delay``, spacing the requests of a site, one at a time), the size
+cap, redirects followed by hand with every hop checked, and the run's WARC output (the same fetcher).
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import sys
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -12,6 +15,9 @@ from crawler.discover import DiscoverConfig, Discoverer
 from crawler.localsite import ServerThread
 from crawler.sitemaps import parse_sitemap
 from enrich.config import EnrichConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import multisite_web as msw
 
 NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 PER_SITEMAP = 3_000
@@ -141,3 +147,51 @@ def test_a_gzip_bomb_sitemap_is_cut_at_the_cap() -> None:
     content = parse_sitemap(body, "http://x.test/bomb.xml.gz", max_bytes=1_000_000)
     assert content.truncated
     assert content.kind == "invalid"
+
+
+# --- discovery on the frontier, over a web of several sites --------------------------------------------------------
+
+WEB = [
+    msw.SiteSpec("plain", "127.0.0.10", 30, 5, redirect_rate=0.1),
+    msw.SiteSpec("slow", "127.0.0.11", 5, 5, crawl_delay_s=0.2),
+    msw.SiteSpec("busy", "127.0.0.12", 12, 5, "throttled", max_rps=3, retry_after_s=1, redirect_rate=0),
+    msw.SiteSpec("broken", "127.0.0.13", 8, 5, "always503"),
+    msw.SiteSpec("gone", "127.0.0.14", 3, 0, "refused"),
+    msw.SiteSpec("nowhere", "nowhere.invalid", 2, 0, "unresolvable"),
+]
+
+
+async def test_discovery_is_polite_at_the_server_across_many_sites() -> None:
+    """Every seed page is fetched for its links through the frontier: the per-site cap, Crawl-delay, a 429's
+    Retry-After (for the whole site, not the one request) and robots.txt on a redirect hop into another site hold,
+    judged at the server; dead sites end in counted failures, and the always-503 site trips its circuit."""
+    enrich = EnrichConfig().replace(
+        fetch={"backoff_base_s": 0.01, "backoff_cap_s": 0.1, "retries": 2},
+        politeness={"per_domain_concurrency": 2, "circuit_failures": 3},
+    )
+    with msw.MultiSiteWeb(WEB) as web:
+        seeds = web.urls("shuffled", seed=4)
+        discoverer = await discover(seeds, enrich=enrich, max_depth=1, use_sitemaps=False, concurrency=16)
+        report = web.politeness_report(per_site_cap=2)
+    result = discoverer.result
+    assert report.breaches == []
+    assert report.sites["busy"].served_429 > 0  # the throttle was met, and its Retry-After obeyed
+    dead = tuple(s.host for s in WEB if s.kind in ("refused", "unresolvable"))
+    listed = set(result.urls)
+    assert {u for u in seeds if urlsplit(u).hostname not in dead} <= listed
+    assert not any(urlsplit(u).hostname in dead for u in listed)  # their robots.txt is unreachable: disallowed
+    assert result.counts["robots_disallowed"] == sum(s.pages for s in WEB if s.kind in ("refused", "unresolvable"))
+    assert result.counts["http_503"] >= 1
+    assert result.counts["http_404"] >= 1
+    assert result.counts["refused"] >= 1  # the redirect hop into slow's /private/
+    assert result.frontier["circuit_opens"] >= 1
+    assert result.frontier["backoffs"] >= 1
+
+
+async def test_discovery_stops_at_the_page_limit() -> None:
+    site = Site(robots=(200, "User-agent: *\n"))
+    with ServerThread(site.app) as server:
+        result = (await discover([f"{server.url}/page/0"], max_depth=50, max_pages=20, use_sitemaps=False)).result
+    assert len(result.urls) == 20
+    pages = [path for _, path in site.hits if path.startswith("/page/")]
+    assert len(pages) < 20  # queued pages are dropped once the list is full: nothing more to learn from them

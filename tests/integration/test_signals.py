@@ -8,6 +8,7 @@ complete lines and no URL twice. A sink that cannot write stops the run with a c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from aiohttp import web
 from hostile_server import make_app
 
 from crawler import cli
@@ -184,3 +186,48 @@ def test_sink_that_fails_mid_run_stops_the_run(tmp_path: Path, server: str) -> N
     crawl = Crawl(tmp_path, [f"{server}/page/{n}" for n in range(50)], output=Path("/dev/full"))
     assert crawl.finish() == cli.EXIT_FAILED
     assert "webenrich: failed: cannot write to /dev/full: No space left on device" in crawl.stderr
+
+
+def test_sigterm_stops_discovery_and_keeps_what_it_found(tmp_path: Path) -> None:
+    """Stage 1 on an endless site: SIGTERM stops it promptly; the URLs found so far are written, the report says
+    it was interrupted, and ``--stage all`` would not go on to stage 2 (exit status 130)."""
+    hits: list[str] = []
+
+    def endless() -> web.Application:
+        async def page(request: web.Request) -> web.Response:
+            hits.append(request.path)
+            if request.path == "/robots.txt":
+                return web.Response(text="User-agent: *\n")
+            await asyncio.sleep(0.2)
+            n = int(request.match_info.get("n", "0"))
+            links = "".join(f'<a href="/page/{m}">p{m}</a>' for m in (2 * n + 1, 2 * n + 2))
+            return web.Response(text=f"<html><body>{links}</body></html>", content_type="text/html")
+
+        app = web.Application()
+        app.router.add_get("/page/{n}", page)
+        app.router.add_get("/robots.txt", page)
+        return app
+
+    with ServerThread(endless) as site:
+        command = [sys.executable, "-m", "crawler", "--stage", "1", "--seeds", f"{site.url}/page/0"]
+        command += ["--max-depth", "50", "--max-pages", "1000000", "--data-dir", str(tmp_path / "d")]
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while sum(path.startswith("/page/") for path in hits) < 5 and time.monotonic() < deadline:
+                assert process.poll() is None, process.communicate()[1]
+                time.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == cli.EXIT_INTERRUPTED, stderr
+    assert time.monotonic() - signalled < 10
+    urls = (tmp_path / "d/stage01/discovered_urls.txt").read_text().splitlines()
+    assert len(urls) >= 5
+    assert urls[0] == f"{site.url}/page/0"
+    report = json.loads((tmp_path / "d/stage01/discover_report.json").read_text())
+    assert report["interrupted"] is True
+    assert report["urls"] == len(urls)
