@@ -374,11 +374,28 @@ def _seeds(settings: EnvSettings, args: argparse.Namespace) -> list[str]:
 
 
 def run_discover(settings: EnvSettings, args: argparse.Namespace, err: TextIO) -> tuple[Path, bool]:
-    """Stage 1: write the discovered URLs; returns the file written and whether Ctrl-C or SIGTERM stopped it
-    (what was found by then is written all the same)."""
+    """Stage 1 with the chosen engine: write the discovered URLs; returns the file written and whether Ctrl-C or
+    SIGTERM stopped it (what was found by then is written all the same)."""
+    seeds = _seeds(settings, args)
+    out = settings.discover_output
+    if args.async_enrichment is False:
+        report, interrupted = _discover_with_scrapy(settings, args, seeds, out)
+    else:
+        report, interrupted = _discover_async(settings, seeds, out)
+    report = {"stage": "discover", "engine": "async" if args.async_enrichment is not False else "scrapy", **report}
+    report.update(seeds=len(seeds), output=str(out), interrupted=interrupted)
+    (out.parent / "discover_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    summary = {k: v for k, v in report.items() if k not in ("stage", "frontier", "finish_reason")}
+    frontier = report.get("frontier") or {}
+    politeness = ("backoffs", "cap_decreases", "circuit_opens")
+    summary.update({f"frontier {k}": frontier[k] for k in politeness if k in frontier})
+    print(format_summary({}, title="Stage 1: discover", extra=summary), file=err)
+    return out, interrupted
+
+
+def _discover_async(settings: EnvSettings, seeds: list[str], out: Path) -> tuple[dict[str, Any], bool]:
     from crawler.discover import Discoverer
 
-    seeds = _seeds(settings, args)
     discoverer = Discoverer.from_config(settings.discover, enrich=settings.enrich)
     interrupt = _Interrupt()
 
@@ -388,17 +405,43 @@ def run_discover(settings: EnvSettings, args: argparse.Namespace, err: TextIO) -
             await task
 
     asyncio.run(go())
-    result = discoverer.result
-    out = settings.discover_output
-    _write_lines(out, iter(result.urls))
-    report = {"stage": "discover", "seeds": len(seeds), **result.to_dict(), "output": str(out)}
-    report["interrupted"] = interrupt.interrupted
-    (out.parent / "discover_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    summary = {k: v for k, v in report.items() if k not in ("stage", "frontier")}
-    politeness = ("backoffs", "cap_decreases", "circuit_opens")
-    summary.update({f"frontier {k}": result.frontier[k] for k in politeness if k in result.frontier})
-    print(format_summary({}, title="Stage 1: discover", extra=summary), file=err)
-    return out, interrupt.interrupted
+    _write_lines(out, iter(discoverer.result.urls))
+    return discoverer.result.to_dict(), interrupt.interrupted
+
+
+def _discover_with_scrapy(
+    settings: EnvSettings, args: argparse.Namespace, seeds: list[str], out: Path
+) -> tuple[dict[str, Any], bool]:
+    """``scrapy crawl discover`` (:mod:`crawler.scrapy_mode.spiders.discover`): the same plan on Scrapy's engine."""
+    if not (REPO_ROOT / "scrapy.cfg").is_file():
+        raise ConfigError(f"Scrapy mode needs {REPO_ROOT / 'scrapy.cfg'} (a source checkout); use the async engine")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="webenrich-discover-") as tmp_name:
+        tmp = Path(tmp_name)
+        _write_lines(tmp / "seeds.txt", iter(seeds))
+        config_file, stage_file, report_file = tmp / "config.yml", tmp / "discover.json", tmp / "report.json"
+        config_file.write_text(yaml.safe_dump(settings.enrich.model_dump(mode="json"), sort_keys=False), "utf-8")
+        stage_file.write_text(settings.discover.model_dump_json(), encoding="utf-8")
+        command = [sys.executable, "-m", "scrapy", "crawl", "discover"]
+        for name, value in (
+            ("input", tmp / "seeds.txt"),
+            ("config", config_file),
+            ("discover", stage_file),
+            ("urls_out", out.resolve()),  # the child runs in REPO_ROOT
+            ("report", report_file),
+        ):
+            command += ["-a", f"{name}={value}"]
+        command += ["-L", args.log_level.upper()]
+        logger.info("running %s", " ".join(command))
+        interrupt = _Interrupt()
+        process = _run_scrapy_child(command, interrupt, lambda: None)
+        try:
+            report: dict[str, Any] = json.loads(report_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise EnrichError(
+                f"Scrapy mode's discovery exited with status {process.returncode} and wrote no report"
+            ) from exc
+    return report, interrupt.interrupted or bool(report.get("interrupted"))
 
 
 def run_prepare(settings: EnvSettings, args: argparse.Namespace, err: TextIO, source: str | Path | None) -> Path:
@@ -482,6 +525,30 @@ def _run_async_engine(
     return stats.to_dict(), interrupt.interrupted
 
 
+def _run_scrapy_child(
+    command: list[str], interrupt: _Interrupt, tick: Callable[[], None], *, period_s: float = 1.0
+) -> subprocess.Popen[bytes]:
+    """Run a ``scrapy crawl`` child from the repository root until it ends, calling ``tick`` every ``period_s``.
+
+    The child has its own session: a terminal's Ctrl-C reaches only us, and we forward exactly one SIGINT per
+    Ctrl-C (Scrapy's first SIGINT shuts down gracefully, its second one forces it). SIGTERM (kill, systemd, docker
+    stop) stops the child like Ctrl-C: the crawl flushes and ends, and no Scrapy process is left crawling (and
+    holding the job) after the orchestrator is gone.
+    """
+    process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True)
+    interrupt.on_first = interrupt.on_second = lambda: process.send_signal(signal.SIGINT)
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while process.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=period_s)
+            tick()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return process
+
+
 def _run_scrapy_engine(
     config: EnrichConfig,
     source: Path,
@@ -529,25 +596,15 @@ def _run_scrapy_engine(
     live = RunStats(engine="scrapy", total=total)
     tail = JsonlTail(Path(output), live) if str(output) != "-" else None
     reporter = _reporter(args, lambda: live, err)
-    # Its own session: a terminal's Ctrl-C reaches only us, and we forward exactly one SIGINT per Ctrl-C
-    # (Scrapy's first SIGINT shuts down gracefully, its second one forces it).
-    process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True)
+
+    def tick() -> None:
+        if tail:
+            tail.poll()
+        if reporter:
+            reporter.tick()
+
     interrupt = _Interrupt()
-    interrupt.on_first = interrupt.on_second = lambda: process.send_signal(signal.SIGINT)
-    # SIGTERM (kill, systemd, docker stop) stops the child like Ctrl-C: the crawl flushes and ends, and no Scrapy
-    # process is left crawling (and holding the job) after the orchestrator is gone.
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while process.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=reporter.period if reporter else 1.0)
-            if tail:
-                tail.poll()
-            if reporter:
-                reporter.tick()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    process = _run_scrapy_child(command, interrupt, tick, period_s=reporter.period if reporter else 1.0)
     if tail:
         tail.poll()
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):  # the bar's total leaves skipped entries out

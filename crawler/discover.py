@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from enrich.stages import WorkItem
 
-__all__ = ["DiscoverConfig", "DiscoverResult", "Discoverer"]
+__all__ = ["DiscoverConfig", "DiscoverResult", "Discoverer", "DiscoveryPlan", "discovery_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class DiscoverResult:
 
 
 @dataclass(slots=True)
-class _Purpose:
+class Purpose:
     """Why a URL is requested: a page (for its links, ``depth`` hops from a seed) or a sitemap of ``site``."""
 
     kind: Literal["page", "sitemap"]
@@ -94,82 +94,55 @@ def _site(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-class Discoverer:
-    """Runs the discover stage. Use :meth:`run`; the engine it builds opens and closes its own fetcher.
+def discovery_config(config: DiscoverConfig, enrich: EnrichConfig) -> EnrichConfig:
+    """Stage 3's config as stage 1 runs it: its policies, with the stage's timeout, size cap and concurrency, and
+    NLP, contacts and WARC output off."""
+    return enrich.replace(
+        fetch={
+            "timeout_s": config.timeout,
+            "connect_timeout_s": min(config.timeout, enrich.fetch.connect_timeout_s),
+            "max_response_bytes": config.max_page_bytes,
+            "max_concurrency": config.concurrency,
+        },
+        politeness={"respect_robots": config.respect_robots},
+        nlp={"enabled": False},
+        contacts={"enabled": False},
+        warc={"dir": None},
+    )
+
+
+class DiscoveryPlan:
+    """What stage 1 requests and what it lists, whatever engine fetches: both engines ask it for the first
+    requests (:meth:`start`), hand it every answer (:meth:`answered`, :meth:`failed`) and make the requests it
+    returns, until none is left or :attr:`full` says the page limit is reached.
 
     Args:
         config: the stage settings.
-        enrich: stage 3's settings, whose fetch, frontier and politeness policies discovery follows (its timeout,
-            size cap and concurrency are the stage's own; NLP, contacts and WARC output are off).
+        robots: robots.txt rules, read for ``Sitemap:`` lines (so enabled even when ``respect_robots`` is off) and,
+            when it is on, to leave disallowed URLs out of the list.
     """
 
-    def __init__(self, *, config: DiscoverConfig, enrich: EnrichConfig) -> None:
+    def __init__(self, config: DiscoverConfig, *, robots: RobotsPolicy) -> None:
         self._config = config
-        self._enrich = enrich.replace(
-            fetch={
-                "timeout_s": config.timeout,
-                "connect_timeout_s": min(config.timeout, enrich.fetch.connect_timeout_s),
-                "max_response_bytes": config.max_page_bytes,
-                "max_concurrency": config.concurrency,
-            },
-            politeness={"respect_robots": config.respect_robots},
-            nlp={"enabled": False},
-            contacts={"enabled": False},
-            warc={"dir": None},
-        )
+        self._robots = robots
         self._hosts: set[str] = set()
         self._known: set[str] = set()
-        self._requests: dict[str, _Purpose] = {}
+        self._requests: dict[str, Purpose] = {}
         """Why each URL in flight was requested (until its answer is handled)."""
         self._requested: set[str] = set()
         self._sitemaps_seen: Counter[str] = Counter()
-        self._feed: asyncio.Queue[str | None] = asyncio.Queue()
-        self._outstanding = 0
-        self._processor: AsyncEnrichmentProcessor | None = None
-        self._stopped = False
-        self._robots: RobotsPolicy | None = None
         self.result = DiscoverResult()
 
-    @classmethod
-    def from_config(cls, config: DiscoverConfig, *, enrich: EnrichConfig | None = None) -> Discoverer:
-        return cls(config=config, enrich=enrich or EnrichConfig())
+    @property
+    def full(self) -> bool:
+        """``max_pages`` URLs are known: what is still queued would only find more."""
+        return len(self.result.urls) >= self._config.max_pages
 
-    async def run(self, seeds: Iterable[str]) -> DiscoverResult:
-        """Discover from ``seeds``; invalid seeds are counted under ``invalid_seed``."""
-        processor = self._processor = AsyncEnrichmentProcessor.from_config(
-            self._enrich, stages=[_LinkStage(self)], progress_interval_s=0
-        )
-        robots = processor.robots
-        assert robots is not None, "the engine always has a robots.txt policy"
-        # robots.txt is always read for its Sitemap: lines; its rules apply only when respect_robots is on
-        self._robots = (
-            robots
-            if robots.enabled
-            else RobotsPolicy(fetch_robots=processor.fetcher.fetch_robots, user_agent=robots.user_agent)
-        )
-        if self._stopped:
-            processor.stop()
-        try:
-            stats = await processor.run(self._inputs(list(seeds)))
-        finally:
-            if self._robots is not robots:
-                await self._robots.close()
-        self.result.frontier = {k: v for k, v in processor.frontier.stats().items() if k != "per_site"}
-        self.result.frontier["per_site"] = processor.frontier.stats()["per_site"]
-        self.result.counts["requests"] = stats.processed
-        return self.result
+    def purpose(self, url: str) -> Purpose | None:
+        return self._requests.get(url)
 
-    def stop(self) -> None:
-        """Stop requesting (Ctrl-C, SIGTERM): requests in flight finish and :meth:`run` returns what was found."""
-        self._stopped = True
-        if self._processor is not None:
-            self._processor.stop()
-
-    # --- what is requested -------------------------------------------------------------------------------------
-
-    async def _inputs(self, seeds: list[str]) -> AsyncIterator[InputURL]:
-        """The engine's input: the seeds, their sites' sitemaps, then what pages and sitemaps list, until every
-        request made has been handled (or the page limit stopped the run)."""
+    async def start(self, seeds: Iterable[str]) -> list[str]:
+        """The first requests: the seeds and their sites' sitemaps. Invalid seeds are counted (``invalid_seed``)."""
         valid: list[str] = []
         for seed in seeds:
             try:
@@ -180,36 +153,25 @@ class Discoverer:
                 continue
             self._hosts.add((urlsplit(url).hostname or "").lower())
             valid.append(url)
-        self._outstanding += 1  # the seeds themselves, until they are all queued
+        out: list[str] = []
         for url in valid:
-            await self._add(url, 0)
+            await self._add(url, 0, out)
         if self._config.use_sitemaps:
-            assert self._robots is not None
             for site in dict.fromkeys(_site(u) for u in valid):
                 for sitemap in [*(await self._robots.sitemaps(site + "/")), site + "/sitemap.xml"]:
-                    self._request_sitemap(sitemap, site)
-        self._done_one()
-        number = 0
-        while (queued := await self._feed.get()) is not None:
-            number += 1
-            yield InputURL(url=queued, line=number)
+                    self._request_sitemap(sitemap, site, out)
+        return out
 
-    def _request(self, url: str, purpose: _Purpose) -> None:
+    def _request(self, url: str, purpose: Purpose, out: list[str]) -> None:
         self._requested.add(url)
         self._requests[url] = purpose
-        self._outstanding += 1
-        self._feed.put_nowait(url)
+        out.append(url)
 
-    def _request_sitemap(self, url: str, site: str) -> None:
+    def _request_sitemap(self, url: str, site: str, out: list[str]) -> None:
         if url in self._requested or self._sitemaps_seen[site] >= self._config.max_sitemaps:
             return
         self._sitemaps_seen[site] += 1
-        self._request(url, _Purpose("sitemap", site=site))
-
-    def _done_one(self) -> None:
-        self._outstanding -= 1
-        if self._outstanding == 0:
-            self._feed.put_nowait(None)  # nothing queued or in flight will add more: the input ends
+        self._request(url, Purpose("sitemap", site=site), out)
 
     def _same_site(self, url: str) -> bool:
         host = (urlsplit(url).hostname or "").lower()
@@ -218,18 +180,15 @@ class Discoverer:
         return self._config.include_subdomains and any(host.endswith("." + h) for h in self._hosts)
 
     async def _allowed(self, url: str) -> bool:
-        if not self._config.respect_robots:
-            return True
-        assert self._robots is not None, "_allowed called outside run()"
-        return await self._robots.check(url) is None
+        return not self._config.respect_robots or await self._robots.check(url) is None
 
-    def _full(self) -> bool:
-        if len(self.result.urls) < self._config.max_pages:
+    def _counted_full(self) -> bool:
+        if not self.full:
             return False
         self.result.counts["page_limit_skipped"] += 1
         return True
 
-    async def _add(self, url: str, depth: int) -> None:
+    async def _add(self, url: str, depth: int, out: list[str]) -> None:
         """List ``url`` (if new, same-site and allowed) and request it for its links."""
         if url in self._known:
             return
@@ -237,50 +196,56 @@ class Discoverer:
         if not self._same_site(url):
             self.result.counts["offsite_skipped"] += 1
             return
-        if self._full():
+        if self._counted_full():
             return
         if not await self._allowed(url):
             self.result.counts["robots_disallowed"] += 1
             return
-        if self._full():  # other stage workers may have filled it meanwhile
+        if self._counted_full():  # other answers may have filled it meanwhile
             return
         self.result.urls.append(url)
-        if len(self.result.urls) >= self._config.max_pages:
-            self.stop()  # every URL wanted is known: what is queued would only find more
-        elif self._config.follow_links and depth < self._config.max_depth and url not in self._requested:
-            self._request(url, _Purpose("page", depth=depth))
+        follow = self._config.follow_links and depth < self._config.max_depth
+        if follow and not self.full and url not in self._requested:
+            self._request(url, Purpose("page", depth=depth), out)
 
-    # --- what came back ----------------------------------------------------------------------------------------
+    # --- answers -----------------------------------------------------------------------------------------------
 
-    async def handle(self, item: WorkItem) -> None:
-        """Read one request's answer: a page's links or a sitemap's entries go back in as requests."""
-        record = item.record
-        purpose = self._requests.pop(record.url, _Purpose("page"))
+    async def answered(self, item: WorkItem) -> list[str]:
+        """Read one request's answer (a page or an error record); the requests it leads to (a page's links, a
+        sitemap's entries)."""
+        if item.page is None or item.record.error is not None:
+            self.failed(item)
+            return []
+        record, page = item.record, item.page
+        purpose = self._requests.pop(record.url, Purpose("page"))
+        out: list[str] = []
         try:
+            self.result.counts["requests"] += 1
             self.result.counts["retries"] += max(0, record.attempts - 1)
-            if item.page is None or record.error is not None:
-                self._count_failure(item)
-            elif item.page.status != 200:
-                self.result.counts[f"http_{item.page.status}"] += 1
+            if page.status != 200:
+                self.result.counts[f"http_{page.status}"] += 1
             elif purpose.kind == "sitemap":
-                await self._read_sitemap(item.page.body, record.final_url or record.url, purpose.site)
-            elif not (item.page.content_type or "").startswith(_HTML_TYPES):
+                await self._read_sitemap(page.body, record.final_url or record.url, purpose.site, out)
+            elif not (page.content_type or "").startswith(_HTML_TYPES):
                 self.result.counts["not_html"] += 1
             else:
                 self.result.counts["pages_fetched"] += 1
-                if item.page.truncated:
+                if page.truncated:
                     self.result.counts["bodies_truncated"] += 1
-                for link in self._page_links(item.page.body, record.final_url or record.url):
-                    await self._add(link, purpose.depth + 1)
+                for link in self._page_links(page.body, record.final_url or record.url):
+                    await self._add(link, purpose.depth + 1, out)
         except Exception:
             # One bad page must not end discovery; it is logged with its traceback and counted.
             self.result.counts["page_errors"] += 1
             logger.warning("discovery failed on %s", record.url, exc_info=True)
-        finally:
-            self._done_one()
+        return out
 
-    def _count_failure(self, item: WorkItem) -> None:
+    def failed(self, item: WorkItem) -> None:
+        """Count a request that ended without a page: refused, failed, or answered with an HTTP error."""
         record = item.record
+        self._requests.pop(record.url, None)
+        self.result.counts["requests"] += 1
+        self.result.counts["retries"] += max(0, record.attempts - 1)
         error = record.error
         if record.status is not None and record.status >= 300:
             self.result.counts[f"http_{record.status}"] += 1
@@ -304,7 +269,7 @@ class Discoverer:
                 continue
         return links
 
-    async def _read_sitemap(self, body: bytes, url: str, site: str) -> None:
+    async def _read_sitemap(self, body: bytes, url: str, site: str, out: list[str]) -> None:
         content = parse_sitemap(body, url, max_bytes=self._config.max_page_bytes)
         if content.kind == "invalid":
             self.result.counts["invalid_sitemaps"] += 1
@@ -313,15 +278,103 @@ class Discoverer:
         if content.truncated:
             self.result.counts["sitemaps_truncated"] += 1
         for sitemap in content.sitemaps:
-            self._request_sitemap(sitemap, site)
+            self._request_sitemap(sitemap, site, out)
         for entry in content.urls:
             try:
-                await self._add(normalize_url(entry), 0)
+                await self._add(normalize_url(entry), 0, out)
             except InvalidURLError:
                 self.result.counts["invalid_sitemap_url"] += 1
 
 
-class _LinkStage:
+class Discoverer:
+    """Runs the discover stage on the async engine. Use :meth:`run`; the engine opens and closes its own fetcher.
+
+    The engine's input is a queue this class fills (the plan's requests) and closes once every request made has
+    been handled, or once the page limit or :meth:`stop` stopped the engine (requests in flight finish).
+
+    Args:
+        config: the stage settings.
+        enrich: stage 3's settings, whose fetch, frontier and politeness policies discovery follows
+            (:func:`discovery_config`).
+    """
+
+    def __init__(self, *, config: DiscoverConfig, enrich: EnrichConfig) -> None:
+        self._config = config
+        self._enrich = discovery_config(config, enrich)
+        self._feed: asyncio.Queue[str | None] = asyncio.Queue()
+        self._outstanding = 0
+        self._processor: AsyncEnrichmentProcessor | None = None
+        self._plan: DiscoveryPlan | None = None
+        self._stopped = False
+        self.result = DiscoverResult()
+
+    @classmethod
+    def from_config(cls, config: DiscoverConfig, *, enrich: EnrichConfig | None = None) -> Discoverer:
+        return cls(config=config, enrich=enrich or EnrichConfig())
+
+    def stop(self) -> None:
+        """Stop requesting (Ctrl-C, SIGTERM): requests in flight finish and :meth:`run` returns what was found."""
+        self._stopped = True
+        if self._processor is not None:
+            self._processor.stop()
+
+    async def run(self, seeds: Iterable[str]) -> DiscoverResult:
+        """Discover from ``seeds``; invalid seeds are counted under ``invalid_seed``."""
+        processor = self._processor = AsyncEnrichmentProcessor.from_config(
+            self._enrich, stages=[_AnswerStage(self)], progress_interval_s=0
+        )
+        robots = processor.robots
+        assert robots is not None, "the engine always has a robots.txt policy"
+        # robots.txt is always read for its Sitemap: lines; its rules apply only when respect_robots is on
+        sitemaps = (
+            robots
+            if robots.enabled
+            else RobotsPolicy(fetch_robots=processor.fetcher.fetch_robots, user_agent=robots.user_agent)
+        )
+        plan = self._plan = DiscoveryPlan(self._config, robots=sitemaps)
+        self.result = plan.result
+        if self._stopped:
+            processor.stop()
+        try:
+            await processor.run(self._inputs(plan, list(seeds)))
+        finally:
+            if sitemaps is not robots:
+                await sitemaps.close()
+        frontier = processor.frontier.stats()
+        self.result.frontier = frontier
+        return self.result
+
+    async def _inputs(self, plan: DiscoveryPlan, seeds: list[str]) -> AsyncIterator[InputURL]:
+        self._outstanding += 1  # the seeds themselves, until they are all queued
+        self._ask(await plan.start(seeds))
+        self._done_one()
+        number = 0
+        while (queued := await self._feed.get()) is not None:
+            number += 1
+            yield InputURL(url=queued, line=number)
+
+    def _ask(self, urls: list[str]) -> None:
+        for url in urls:
+            self._outstanding += 1
+            self._feed.put_nowait(url)
+        if self._plan is not None and self._plan.full:
+            self.stop()
+
+    def _done_one(self) -> None:
+        self._outstanding -= 1
+        if self._outstanding == 0:
+            self._feed.put_nowait(None)  # nothing queued or in flight will add more: the input ends
+
+    async def handle(self, item: WorkItem) -> None:
+        """One request's answer, from the engine's only stage."""
+        assert self._plan is not None, "handle called outside run()"
+        try:
+            self._ask(await self._plan.answered(item))
+        finally:
+            self._done_one()
+
+
+class _AnswerStage:
     """Stage 1's only stage: hands every answer back to the discoverer."""
 
     name = "discover"

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from aiohttp import web
 
 from crawler.discover import DiscoverConfig, Discoverer
 from crawler.localsite import ServerThread
 from crawler.sitemaps import parse_sitemap
 from enrich.config import EnrichConfig
+from enrich.urls import normalize_url
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import multisite_web as msw
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+import multisite_web as msw  # noqa: E402
 
 NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 PER_SITEMAP = 3_000
@@ -195,3 +200,64 @@ async def test_discovery_stops_at_the_page_limit() -> None:
     assert len(result.urls) == 20
     pages = [path for _, path in site.hits if path.startswith("/page/")]
     assert len(pages) < 20  # queued pages are dropped once the list is full: nothing more to learn from them
+
+
+WEB_CONFIG = """\
+stages:
+  discover:
+    max_depth: 1
+    use_sitemaps: false
+    concurrency: 16
+  enrichment:
+    retries: 2
+    backoff_base: 0.01
+    backoff_cap: 0.1
+    per_domain_limit: 2
+    circuit_failures: 3
+"""
+
+
+@pytest.mark.parametrize("engine", ["--async-enrichment", "--no-async-enrichment"])
+def test_both_engines_discover_the_same_urls_politely(engine: str, tmp_path: Path) -> None:
+    """``--stage 1`` from the command line, in either engine, over the multi-site web: the same URLs listed and
+    the same politeness at the server (the Scrapy spider runs the same plan on the same frontier)."""
+    config = tmp_path / "config.yml"
+    config.write_text(WEB_CONFIG, encoding="utf-8")
+    with msw.MultiSiteWeb(WEB) as web:
+        seeds = tmp_path / "seeds.txt"
+        seeds.write_text("\n".join(web.urls("shuffled", seed=4)) + "\n", encoding="utf-8")
+        command = [sys.executable, "-m", "crawler", "--stage", "1", engine, "--seeds", str(seeds)]
+        command += ["--config", str(config), "--data-dir", str(tmp_path / "d")]
+        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+        report = web.politeness_report(per_site_cap=2)
+        expected = sorted({normalize_url(u) for u in web.urls()})
+    assert done.returncode == 0, done.stderr
+    assert report.breaches == []
+    assert report.sites["busy"].served_429 > 0
+    listed = (tmp_path / "d/stage01/discovered_urls.txt").read_text().splitlines()
+    dead = ("127.0.0.14", "nowhere.invalid")
+    assert sorted(u for u in listed if "/p/" in u) == [u for u in expected if urlsplit(u).hostname not in dead]
+    summary = json.loads((tmp_path / "d/stage01/discover_report.json").read_text())
+    assert summary["engine"] == engine.removeprefix("--").removesuffix("-enrichment").replace("no-async", "scrapy")
+    assert summary["refused"] >= 1  # the redirect hop into slow's /private/
+    assert summary["http_503"] >= 1
+    assert summary["frontier"]["circuit_opens"] >= 1
+    assert summary["interrupted"] is False
+    assert "Stage 1: discover" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ([], "pass -a urls_out=FILE"),
+        (["-a", "urls_out=u.txt", "-a", "max_depth=-1"], "max_depth: Input should be greater than or equal to 0"),
+        (["-a", "urls_out=u.txt", "-a", "discover=missing.json"], "invalid discover settings"),
+    ],
+)
+def test_the_scrapy_discover_spider_rejects_bad_arguments(arguments: list[str], message: str, tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("http://127.0.0.1:9/\n", encoding="utf-8")
+    command = [sys.executable, "-m", "scrapy", "crawl", "discover", "-a", f"input={seeds}", *arguments]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert message in done.stderr

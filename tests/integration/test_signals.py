@@ -188,7 +188,8 @@ def test_sink_that_fails_mid_run_stops_the_run(tmp_path: Path, server: str) -> N
     assert "webenrich: failed: cannot write to /dev/full: No space left on device" in crawl.stderr
 
 
-def test_sigterm_stops_discovery_and_keeps_what_it_found(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["--async-enrichment", "--no-async-enrichment"])
+def test_sigterm_stops_discovery_and_keeps_what_it_found(engine: str, tmp_path: Path) -> None:
     """Stage 1 on an endless site: SIGTERM stops it promptly; the URLs found so far are written, the report says
     it was interrupted, and ``--stage all`` would not go on to stage 2 (exit status 130)."""
     hits: list[str] = []
@@ -209,7 +210,7 @@ def test_sigterm_stops_discovery_and_keeps_what_it_found(tmp_path: Path) -> None
         return app
 
     with ServerThread(endless) as site:
-        command = [sys.executable, "-m", "crawler", "--stage", "1", "--seeds", f"{site.url}/page/0"]
+        command = [sys.executable, "-m", "crawler", "--stage", "1", engine, "--seeds", f"{site.url}/page/0"]
         command += ["--max-depth", "50", "--max-pages", "1000000", "--data-dir", str(tmp_path / "d")]
         process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
         try:
