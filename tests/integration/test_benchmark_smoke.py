@@ -75,3 +75,20 @@ def test_benchmark_runs_both_engines_and_writes_a_complete_report(tmp_path: Path
     for key in expected:  # one section per engine run, each with its plots and per-stage breakdown
         assert f"{key}, round 1" in html, key
     assert html.count(">Where the time goes</h2>") == len(expected)
+
+
+@pytest.mark.timeout(120)
+def test_the_discovery_benchmark_runs_both_engines(tmp_path: Path) -> None:
+    pages = 40
+    cmd = [sys.executable, str(REPO_ROOT / "tools" / "benchmark_discover.py"), "--pages", str(pages)]
+    cmd += ["--latency-ms", "2", "--per-site", "4", "--json", str(tmp_path / "d.json")]
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {row["engine"]: row for row in json.loads((tmp_path / "d.json").read_text(encoding="utf-8"))}
+    assert set(rows) == {"async", "scrapy"}
+    for row in rows.values():
+        assert row["urls"] == pages
+        assert row["requests"] >= pages  # every page, its sitemap and a 404 or two
+        assert 1 <= row["peak_in_flight"] <= 4
+        assert 0 < row["bound_s"] < row["wall_s"]
+    assert "| async | 40 |" in done.stdout
