@@ -59,7 +59,8 @@ def _metas(head: ElementNode | None) -> dict[str, str]:
     found: dict[str, str] = {}
     if head is None:
         return found
-    for meta in head.query_selector_all("meta[content]"):
+    # .values(): a list in one call; indexing or iterating the collection rebuilds it per item (quadratic)
+    for meta in head.query_selector_all("meta[content]").values():
         key = next((name for attr in _META_KEY_ATTRS if (name := meta.getattr(attr))), "").strip().lower()
         value = clean_text(meta.getattr("content"))
         if key and value and key not in found:
@@ -103,7 +104,7 @@ def extract_html_fast(
     result = Extraction(language=_language(document.query_selector("html"), metas), title=clean_text(tree.title))
     if max_links:
         base = document.query_selector("base[href]")
-        hrefs = (a.getattr("href") or "" for a in document.query_selector_all("a[href]"))
+        hrefs = (a.getattr("href") or "" for a in document.query_selector_all("a[href]").values())
         result.links = absolute_links(hrefs, url, base.getattr("href") if base is not None else None, max_links)
     for name, keys in _META.items():
         value = next((metas[key] for key in keys if key in metas), None)
