@@ -10,6 +10,7 @@ ground truth). The record has the same fields as with trafilatura, read differen
 - ``description``, ``author``, ``published``, ``site_name``: the page's ``<meta>`` tags only (Open Graph, Dublin
   Core, ``article:published_time``); no date guessed from the text or the URL, no categories or tags.
 - ``links`` and ``language``: as with trafilatura (:mod:`enrich.extract.markup`).
+- ``metadata.extractor``: ``resiliparse`` (``trafilatura`` with the other backend).
 
 Resiliparse is an optional dependency (the ``fast`` extra), imported on first use.
 """
@@ -17,6 +18,7 @@ Resiliparse is an optional dependency (the ``fast`` extra), imported on first us
 from __future__ import annotations
 
 import importlib.util
+import re
 from typing import TYPE_CHECKING
 
 from enrich.errors import ConfigError
@@ -42,6 +44,7 @@ _META = {
 """Field -> the ``name`` / ``property`` values of ``<meta>`` that state it, first found wins."""
 
 
+_BLANK_LINES = re.compile(r"\n\s*\n")
 _META_KEY_ATTRS = ("property", "name", "itemprop", "http-equiv")
 
 
@@ -120,7 +123,8 @@ def extract_html_fast(
     if not text:
         # No main-content block (an index or navigation page): fall back to all visible text.
         text = extract_plain_text(tree, main_content=False, alt_texts=False, skip_elements=skip).strip()
-    result.text = text or None
+    result.text = _BLANK_LINES.sub("\n", text) or None  # one line per block, as trafilatura writes it
     if not result.text and not result.title:
         result.error = "HTML document has no text"
+    result.metadata["extractor"] = "resiliparse"
     return result

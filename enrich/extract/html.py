@@ -90,4 +90,5 @@ def extract_html(
         result.text = text.strip() or None
     if not result.text and not result.title:
         result.error = "HTML document has no text"
+    result.metadata["extractor"] = "trafilatura"  # which backend's text this is (extract.backend), for mixed outputs
     return result
