@@ -17,7 +17,7 @@ Resiliparse is an optional dependency (the ``fast`` extra), imported on first us
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import re
 from typing import TYPE_CHECKING
 
@@ -49,13 +49,16 @@ _META_KEY_ATTRS = ("property", "name", "itemprop", "http-equiv")
 
 
 def require_resiliparse() -> None:
-    """Fail before any fetch when the backend is chosen but not installed.
+    """Fail before any fetch when the backend is chosen but not installed (or its C extension does not load).
 
     Raises:
         ConfigError: naming the extra to install.
     """
-    if importlib.util.find_spec("resiliparse") is None:
-        raise ConfigError(MISSING_MESSAGE)
+    try:
+        importlib.import_module("resiliparse.extract.html2text")
+        importlib.import_module("resiliparse.parse.html")
+    except ImportError as exc:
+        raise ConfigError(MISSING_MESSAGE) from exc
 
 
 def _metas(head: ElementNode | None) -> dict[str, str]:

@@ -160,11 +160,15 @@ def test_yaml_key_and_flag_reach_the_config() -> None:
         build_parser().parse_args(["--extract-backend", "goose"])
 
 
-def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def hide_resiliparse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every import of resiliparse fail as if it were not installed (for this test only)."""
     for name in [m for m in sys.modules if m == "resiliparse" or m.startswith("resiliparse.")]:
         monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "resiliparse", None)  # an import of it now fails as if not installed
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *_: None)
+    monkeypatch.setitem(sys.modules, "resiliparse", None)
+
+
+def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    hide_resiliparse(monkeypatch)
     with pytest.raises(ConfigError, match=r"webenrich\[fast\]"):
         require_resiliparse()
     with pytest.raises(ConfigError, match=r"webenrich\[fast\]"):
@@ -172,7 +176,7 @@ def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 async def test_stage_refuses_to_open_without_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *_: None)
+    hide_resiliparse(monkeypatch)
     stage = ExtractStage(config=ExtractConfig(backend="resiliparse"))
     with pytest.raises(ConfigError, match="resiliparse"):
         await stage.open()
