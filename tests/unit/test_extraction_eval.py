@@ -9,9 +9,12 @@ import json
 import random
 import sys
 from pathlib import Path
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "extraction_eval.py"
 
@@ -103,5 +106,5 @@ def test_runs_both_backends_over_a_benchmark_folder(tool: ModuleType, tmp_path: 
 
 
 def test_refuses_a_folder_that_is_not_the_benchmark(tool: ModuleType, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="ground-truth.json"):
+    with pytest.raises(SystemExit, match=r"ground-truth\.json"):
         tool.main(["--data", str(tmp_path)])
