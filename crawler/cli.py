@@ -80,6 +80,7 @@ FLAG_KEYS: dict[str, str] = {
     "respect_robots": "stages.enrichment.respect_robots",
     "user_agent": "stages.enrichment.user_agent",
     "adaptive": "stages.enrichment.adaptive.enabled",
+    "extract_backend": "stages.enrichment.extract_backend",
     "nlp": "stages.enrichment.nlp_enabled",
     "nlp_model": "stages.enrichment.nlp_model",
     "nlp_executor": "stages.enrichment.nlp_executor",
@@ -170,6 +171,14 @@ def _add_engine_groups(parser: argparse.ArgumentParser) -> None:
         "--respect-robots", action=argparse.BooleanOptionalAction, default=None, help="honour robots.txt"
     )
     fetching.add_argument("--user-agent", metavar="UA", help="User-Agent header")
+
+    extraction = parser.add_argument_group("extraction")
+    extraction.add_argument(
+        "--extract-backend",
+        choices=("trafilatura", "resiliparse"),
+        help="HTML main-text extractor: trafilatura (default, more precise) or resiliparse (faster; "
+        "pip install 'webenrich[fast]')",
+    )
 
     nlp = parser.add_argument_group("NLP")
     nlp.add_argument("--nlp", action=argparse.BooleanOptionalAction, default=None, help="run the NLP stage")

@@ -78,6 +78,7 @@ ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     "allow_private_addresses": ("politeness", "allow_private_addresses"),
     "max_crawl_delay": ("politeness", "max_crawl_delay_s"),
     # extraction
+    "extract_backend": ("extract", "backend"),
     "include_tables": ("extract", "include_tables"),
     "include_comments": ("extract", "include_comments"),
     "max_links": ("extract", "max_links"),

@@ -114,6 +114,11 @@ class PolitenessConfig(_Frozen):
 class ExtractConfig(_Frozen):
     """Extraction of text and metadata from fetched documents."""
 
+    backend: Literal["trafilatura", "resiliparse"] = Field(
+        "trafilatura",
+        description="HTML main-text extractor: trafilatura (more precise) or resiliparse (several times faster; the "
+        "'fast' extra). docs/benchmarks.md compares them.",
+    )
     include_tables: bool = True
     include_comments: bool = False
     max_links: int = Field(1000, ge=0, description="Outgoing links kept per page.")

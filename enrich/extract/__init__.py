@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from enrich.config import ExtractConfig
 from enrich.extract.decode import Kind, decode_text, sniff_kind
+from enrich.extract.fast_html import extract_html_fast
 from enrich.extract.html import extract_html
 from enrich.extract.media import extract_image, extract_media
 from enrich.extract.pdf import extract_pdf
@@ -34,13 +35,15 @@ def file_name_of(page: FetchedPage) -> str | None:
 def extract_page(page: FetchedPage, config: ExtractConfig | None = None) -> Extraction:
     """Route a page to its extractor by what its bytes are, not only by what its headers claim.
 
-    Never raises on bad content; a CPU-bound function, run off the event loop by :class:`ExtractStage`.
+    HTML goes to trafilatura or Resiliparse as ``config.backend`` says. Never raises on bad content; a CPU-bound
+    function, run off the event loop by :class:`ExtractStage`.
     """
     config = config or ExtractConfig()
     kind, media_type = sniff_kind(page.content_type, page.body)
     if kind is Kind.HTML:
         text, encoding = decode_text(page.body, page.headers.get("content-type"))
-        result = extract_html(
+        html_extractor = extract_html_fast if config.backend == "resiliparse" else extract_html
+        result = html_extractor(
             text,
             page.final_url,
             include_tables=config.include_tables,

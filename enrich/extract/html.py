@@ -4,59 +4,34 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import lxml.html
 import trafilatura
 from lxml import etree
 from trafilatura.settings import Document
 
+from enrich.extract.markup import absolute_links, clean_text, primary_language
 from enrich.extract.result import Extraction
 
 __all__ = ["extract_html", "extract_links"]
 
 logger = logging.getLogger(__name__)
 
-_LINK_SCHEMES = ("http://", "https://")
 _XML_NS = "http://www.w3.org/XML/1998/namespace"
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
 def extract_links(tree: lxml.html.HtmlElement, base_url: str, limit: int) -> list[str]:
-    """Absolute http(s) links of a parsed page, without fragments, de-duplicated in document order, honouring
-    ``<base href>``; at most ``limit``."""
-    base = tree.xpath("string(//base/@href)")
-    base_url = urljoin(base_url, base.strip()) if base else base_url
-    seen: dict[str, None] = {}
-    for href in tree.xpath("//a/@href"):
-        href = href.strip()
-        if not href or href.startswith(("#", "javascript:", "mailto:", "tel:", "data:")):
-            continue
-        try:
-            absolute = urldefrag(urljoin(base_url, href)).url
-        except ValueError:
-            continue  # malformed href (bad IPv6 literal, bad port): not a link
-        if absolute.startswith(_LINK_SCHEMES) and absolute not in seen:
-            seen[absolute] = None
-            if len(seen) >= limit:
-                break
-    return list(seen)
+    """Absolute http(s) links of a parsed page (:func:`~enrich.extract.markup.absolute_links`); at most ``limit``."""
+    return absolute_links(tree.xpath("//a/@href"), base_url, tree.xpath("string(//base/@href)"), limit)
 
 
 def _language(tree: lxml.html.HtmlElement) -> str | None:
-    lang = (tree.get("lang") or tree.get("xml:lang") or tree.get(f"{{{_XML_NS}}}lang") or "").strip().lower()
-    if not lang:
-        content = tree.xpath("string(//meta[@http-equiv='content-language' or @name='language']/@content)")
-        lang = content.strip().lower()
-    primary = lang.replace("_", "-").split("-", 1)[0]
-    return primary if 2 <= len(primary) <= 3 and primary.isalpha() else None
-
-
-def _clean(value: object) -> str | None:
-    if value is None:
-        return None
-    text = " ".join(str(value).split())
-    return text or None
+    lang = tree.get("lang") or tree.get("xml:lang") or tree.get(f"{{{_XML_NS}}}lang") or ""
+    if not lang.strip():
+        lang = tree.xpath("string(//meta[@http-equiv='content-language' or @name='language']/@content)")
+    return primary_language(lang)
 
 
 def extract_html(
@@ -76,7 +51,7 @@ def extract_html(
     except (etree.ParserError, ValueError) as exc:
         return Extraction(error=f"unparsable HTML: {exc}")
     result = Extraction(language=_language(tree), links=extract_links(tree, url, max_links) if max_links else [])
-    result.title = _clean(tree.findtext(".//title"))
+    result.title = clean_text(tree.findtext(".//title"))
     # trafilatura cleans the tree in place; links and lang were read above.
     doc = trafilatura.bare_extraction(
         tree,
@@ -89,16 +64,16 @@ def extract_html(
         date_extraction_params={"extensive_search": False, "original_date": True},
     )
     if isinstance(doc, Document):
-        found = (_clean(doc.title) or "").rstrip("¶ ")
+        found = (clean_text(doc.title) or "").rstrip("¶ ")
         # trafilatura's title drops a site-name suffix from <title>, but can also pick a stray heading ("Note");
         # keep it only when it agrees with <title>, or when there is no <title>.
         if found and (result.title is None or found.casefold() in result.title.casefold()):
             result.title = found
-        result.description = _clean(doc.description)
-        result.author = _clean(doc.author)
-        result.published = _clean(doc.date)
+        result.description = clean_text(doc.description)
+        result.author = clean_text(doc.author)
+        result.published = clean_text(doc.date)
         result.text = doc.text.strip() if doc.text else None
-        site_name = _clean(doc.sitename)
+        site_name = clean_text(doc.sitename)
         if site_name == urlsplit(url).netloc:
             site_name = None  # trafilatura's fallback is the host name, which the URL already says
         result.metadata = {
@@ -115,4 +90,5 @@ def extract_html(
         result.text = text.strip() or None
     if not result.text and not result.title:
         result.error = "HTML document has no text"
+    result.metadata["extractor"] = "trafilatura"  # which backend's text this is (extract.backend), for mixed outputs
     return result

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from enrich.config import ExtractConfig
 from enrich.errors import ContentError
 from enrich.extract import extract_page
+from enrich.extract.fast_html import require_resiliparse
 from enrich.state.revisit import reuse_unchanged
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class ExtractStage:
         self.workers = self._config.workers
 
     async def open(self) -> None:
+        if self._config.backend == "resiliparse":
+            require_resiliparse()  # a missing optional package fails the run before any fetch, not every page
         self._executor = ThreadPoolExecutor(self._config.workers, thread_name_prefix="extract")
 
     async def process(self, item: WorkItem) -> WorkItem:
