@@ -66,7 +66,7 @@ PER is PERSON. LOC stays LOC: a CoNLL location is a country or city (OntoNotes G
 (nationalities, events, works, products: OntoNotes NORP, EVENT, WORK_OF_ART, PRODUCT) has no single OntoNotes
 label and stays MISC. A label not listed (a model trained on OntoNotes says DATE, NORP...) is kept, upper-cased."""
 
-_PREFIX = re.compile(r"^[BIESLU]-")
+_PREFIX = re.compile(r"^[BIESLU]-", re.IGNORECASE)
 """BIO / BIOES / BILOU tag prefixes; the pipeline's aggregation removes them, a stray one is removed here."""
 
 _UNNAMED = re.compile(r"^LABEL_\d+$")
@@ -202,16 +202,24 @@ class TransformersTagger:
 
     Args:
         pipeline: a ``transformers`` ``TokenClassificationPipeline`` with a fast tokenizer.
-        aggregation: the pipeline's ``aggregation_strategy``.
         batch_size: windows per forward pass.
         stride: tokens of overlap between a long text's windows.
     """
 
-    def __init__(self, *, pipeline: Any, aggregation: str, batch_size: int, stride: int) -> None:
+    def __init__(self, *, pipeline: Any, batch_size: int, stride: int) -> None:
         self._pipeline = pipeline
-        self._aggregation = aggregation
         self._batch_size = batch_size
         self._stride = stride
+
+    @property
+    def model(self) -> Any:
+        """The loaded ``torch`` model (tests hook its forward passes; tools read its size)."""
+        return self._pipeline.model
+
+    @property
+    def stride(self) -> int:
+        """Tokens of overlap between the windows of a long text."""
+        return self._stride
 
     @classmethod
     def from_config(cls, config: NLPConfig) -> TransformersTagger:
@@ -260,7 +268,7 @@ class TransformersTagger:
             stride,
             torch.get_num_threads(),
         )
-        return cls(pipeline=tagger, aggregation=config.aggregation, batch_size=config.batch_size, stride=stride)
+        return cls(pipeline=tagger, batch_size=config.batch_size, stride=stride)
 
     def tag(self, texts: Sequence[str]) -> list[list[Mention]]:
         """The mentions of each text: each entity's text as it stands in the text (from the tokenizer's character
