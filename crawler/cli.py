@@ -603,6 +603,10 @@ def run_enrich(
                 inputs = read_urls(_input_lines(path, args))
                 figures, interrupted = _run_async_engine(config, inputs, total, args, err, state)
             else:
+                if config.nlp.enabled:  # a missing model or extra stops here, clearly, not inside the Scrapy process
+                    from enrich.nlp import analyzer_identity
+
+                    analyzer_identity(config.nlp)
                 if state is not None:
                     state.close(complete=False)  # the Scrapy process opens it itself
                 figures, interrupted = _run_scrapy_engine(

@@ -89,3 +89,20 @@ def test_engine_tags_entities_with_the_transformers_backend(
     # a floor on what the tiny model trained on these names finds: it can fail
     assert {("Dora Lind", "PERSON"), ("Bruno Keller", "PERSON")} <= found
     assert any(label == "ORG" for _, label in found)
+
+
+@pytest.mark.parametrize("engine", ["async", "scrapy"])
+def test_missing_model_stops_the_run_before_any_fetch(ner_site: str, tmp_path: Path, engine: str) -> None:
+    pytest.importorskip("transformers")
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{ner_site}/team.html\n")
+    command = [
+        sys.executable, "-m", "crawler", "--progress", "off", "--stage", "3", "--engine", engine, "--no-state",
+        "--input", str(urls), "--output", str(tmp_path / "out.jsonl"),
+        "--nlp-backend", "transformers", "--nlp-model", str(tmp_path / "no-model"),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"webenrich: failed: nlp.model '{tmp_path / 'no-model'}': no such folder" in result.stderr
+    assert not (tmp_path / "out.jsonl").exists() or not (tmp_path / "out.jsonl").read_text()
