@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,9 +33,9 @@ from enrich.record import Record
 from enrich.stages import WorkItem
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from spacy.language import Language
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 RECORD_LABELS = {"PERSON", "ORG", "LOC", "GPE", "MISC"}
 """What a CoNLL-scheme model's entities may be labelled in a record."""
@@ -131,6 +134,20 @@ def test_config_backend_and_use_transformers() -> None:
         EnrichConfig.from_mapping({"nlp": {"backend": "spacy", "use_transformers": True}})
     with pytest.raises(ConfigError, match="must be true or false"):
         EnrichConfig.from_mapping({"nlp": {"use_transformers": "yes"}})
+
+
+def test_default_start_up_imports_no_torch() -> None:
+    """The spaCy backend (the default) and the CLI never import torch or transformers: start-up stays light."""
+    code = (
+        "import sys, crawler.cli, enrich.pipeline\n"
+        "from enrich.config import EnrichConfig\n"
+        "from enrich.nlp import analyzer_identity\n"
+        "enrich.pipeline.build_stages(EnrichConfig(), sinks=[])\n"
+        "analyzer_identity(EnrichConfig().nlp)\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert result.stdout.strip() == "[]"
 
 
 def test_missing_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
