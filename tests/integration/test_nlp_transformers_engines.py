@@ -106,3 +106,29 @@ def test_missing_model_stops_the_run_before_any_fetch(ner_site: str, tmp_path: P
     assert result.returncode == 1, result.stderr[-3000:]
     assert f"webenrich: failed: nlp.model '{tmp_path / 'no-model'}': no such folder" in result.stderr
     assert not (tmp_path / "out.jsonl").exists() or not (tmp_path / "out.jsonl").read_text()
+
+
+async def test_run_async_enrichment_takes_use_transformers(ner_site: str, tiny_ner_model: Path) -> None:
+    """The programmatic API's spelling: ``nlp_config={"use_transformers": True, "model": ...}``."""
+    from crawler import run_async_enrichment
+    from enrich.sinks import MemorySink
+
+    sink = MemorySink()
+    stats = await run_async_enrichment(
+        [f"{ner_site}{path}" for path in PAGES],
+        nlp_config={"use_transformers": True, "model": str(tiny_ner_model), "device": "cpu"},
+        sinks=[sink],
+        progress_interval_s=0,
+    )
+    assert stats.processed == len(PAGES)
+    entities = {(e.text, e.label) for record in sink.records for e in record.entities}
+    assert ("Bruno Keller", "PERSON") in entities
+    assert {label for _, label in entities} <= CONLL_RECORD_LABELS
+
+
+async def test_run_async_enrichment_refuses_a_contradiction(ner_site: str) -> None:
+    from crawler import run_async_enrichment
+    from enrich.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="contradicts"):
+        await run_async_enrichment([f"{ner_site}/team.html"], nlp_config={"use_transformers": True, "backend": "spacy"})
