@@ -243,6 +243,15 @@ def test_offsets_every_entity_is_text_of_the_record(constant_ner_model: Path) ->
     assert "Kraków" in {e.text for e in results[0].entities}
 
 
+@pytest.mark.parametrize("aggregation", ["simple", "first", "average", "max"])
+def test_every_aggregation_gives_record_text(tiny_ner_model: Path, aggregation: str) -> None:
+    config = NLPConfig(backend="transformers", model=str(tiny_ner_model), aggregation=aggregation)  # type: ignore[arg-type]
+    [result] = TextAnalyzer.from_config(config).analyze([SENTENCES], [None])
+    assert result.entities
+    assert all(e.text in " ".join(SENTENCES.split()) for e in result.entities)
+    assert {e.label for e in result.entities} <= RECORD_LABELS
+
+
 def test_long_text_is_windowed_not_truncated(constant_ner_model: Path) -> None:
     """A text of many windows: every word, up to the last, is tagged once (overlaps merged, nothing cut)."""
     config = NLPConfig(backend="transformers", model=str(constant_ner_model), max_entities=10_000)
