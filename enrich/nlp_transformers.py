@@ -39,6 +39,7 @@ __all__ = [
     "STRIDE_FRACTION",
     "TransformersTagger",
     "entity_label",
+    "mentions",
     "pick_device",
     "torch_threads",
     "transformers_identity",
@@ -213,7 +214,7 @@ class TransformersTagger:
 
     @property
     def model(self) -> Any:
-        """The loaded ``torch`` model (tests hook its forward passes; tools read its size)."""
+        """The loaded ``torch`` model (tests hook its forward passes)."""
         return self._pipeline.model
 
     @property
@@ -238,7 +239,8 @@ class TransformersTagger:
         source = str(_model_files(name)) if Path(name).expanduser().is_dir() else name
         device = pick_device(config.device, cuda_available=torch.cuda.is_available())
         if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # an explicit setting wins
-            torch.set_num_threads(torch_threads(config.workers, len(os.sched_getaffinity(0))))
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            torch.set_num_threads(torch_threads(config.workers, cpus))
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModelForTokenClassification.from_pretrained(source)
