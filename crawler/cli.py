@@ -82,7 +82,9 @@ FLAG_KEYS: dict[str, str] = {
     "adaptive": "stages.enrichment.adaptive.enabled",
     "extract_backend": "stages.enrichment.extract_backend",
     "nlp": "stages.enrichment.nlp_enabled",
+    "nlp_backend": "stages.enrichment.nlp_backend",
     "nlp_model": "stages.enrichment.nlp_model",
+    "nlp_device": "stages.enrichment.nlp_device",
     "nlp_executor": "stages.enrichment.nlp_executor",
     "nlp_workers": "stages.enrichment.nlp_workers",
     "nlp_batch_size": "stages.enrichment.nlp_batch_size",
@@ -182,10 +184,24 @@ def _add_engine_groups(parser: argparse.ArgumentParser) -> None:
 
     nlp = parser.add_argument_group("NLP")
     nlp.add_argument("--nlp", action=argparse.BooleanOptionalAction, default=None, help="run the NLP stage")
-    nlp.add_argument("--nlp-model", metavar="NAME", help="spaCy model package or path")
+    nlp.add_argument(
+        "--nlp-backend",
+        choices=("spacy", "transformers"),
+        help="where entities come from: a spaCy model (default) or a Hugging Face token-classification model "
+        "(pip install 'webenrich[transformers]')",
+    )
+    nlp.add_argument(
+        "--nlp-model",
+        metavar="NAME",
+        help="spaCy: model package or path; transformers: Hugging Face hub id or local folder (default "
+        "dslim/bert-base-NER)",
+    )
+    nlp.add_argument(
+        "--nlp-device", choices=("auto", "cpu", "cuda"), help="transformers backend: CUDA if present (auto), or force"
+    )
     nlp.add_argument("--nlp-executor", choices=("thread", "process"), help="where the model runs")
     nlp.add_argument("--nlp-workers", type=int, metavar="N", help="NLP worker threads or processes")
-    nlp.add_argument("--nlp-batch-size", type=int, metavar="N", help="texts per spaCy nlp.pipe call")
+    nlp.add_argument("--nlp-batch-size", type=int, metavar="N", help="texts per batch (nlp.pipe call, forward pass)")
     nlp.add_argument("--max-text-chars", type=int, metavar="N", help="characters of a text sent to the model")
     nlp.add_argument(
         "--contacts",
@@ -672,6 +688,10 @@ def run_enrich(
                 inputs = read_urls(_input_lines(path, args))
                 figures, interrupted = _run_async_engine(config, inputs, total, args, err, state)
             else:
+                if config.nlp.enabled:  # a missing model or extra stops here, clearly, not inside the Scrapy process
+                    from enrich.nlp import analyzer_identity
+
+                    analyzer_identity(config.nlp)
                 if state is not None:
                     state.close(complete=False)  # the Scrapy process opens it itself
                 figures, interrupted = _run_scrapy_engine(

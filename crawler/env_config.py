@@ -86,7 +86,10 @@ ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     "extract_workers": ("extract", "workers"),
     # NLP
     "nlp_enabled": ("nlp", "enabled"),
+    "nlp_backend": ("nlp", "backend"),
     "nlp_model": ("nlp", "model"),
+    "nlp_device": ("nlp", "device"),
+    "nlp_aggregation": ("nlp", "aggregation"),
     "nlp_executor": ("nlp", "executor"),
     "nlp_workers": ("nlp", "workers"),
     "nlp_batch_size": ("nlp", "batch_size"),

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from enrich.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_TRANSFORMERS_MODEL",
     "AIMDConfig",
     "ContactsConfig",
     "EnrichConfig",
@@ -29,10 +31,16 @@ __all__ = [
     "WarcConfig",
     "config_error_message",
     "load_config",
+    "nlp_options",
 ]
 
 DEFAULT_MODEL = "en_core_web_sm"
 """The official spaCy English model; :mod:`enrich.nlp` falls back to its re-upload when it is not installed."""
+
+DEFAULT_TRANSFORMERS_MODEL = "dslim/bert-base-NER"
+"""The model of ``nlp.backend: transformers`` while ``nlp.model`` is left at :data:`DEFAULT_MODEL` (the shipped
+configs name it): BERT-base fine-tuned on CoNLL-2003 English (PER, ORG, LOC, MISC; 108 M parameters, 430 MB),
+the most used English NER model on the Hugging Face hub. Any other ``nlp.model`` is taken as it is."""
 
 
 class _Frozen(BaseModel):
@@ -127,10 +135,28 @@ class ExtractConfig(_Frozen):
 
 
 class NLPConfig(_Frozen):
-    """The NLP stage: spaCy entities, keywords, extractive summary, language."""
+    """The NLP stage: entities (spaCy or a transformers model), keywords, extractive summary, language."""
 
     enabled: bool = True
-    model: str = Field(DEFAULT_MODEL, min_length=1, description="spaCy package name or path.")
+    backend: Literal["spacy", "transformers"] = Field(
+        "spacy",
+        description="Where entities come from: a spaCy model, or a Hugging Face token-classification model "
+        "(pip install webenrich[transformers]).",
+    )
+    model: str = Field(
+        DEFAULT_MODEL,
+        min_length=1,
+        description="spaCy: package name or path. transformers: Hugging Face hub id or local folder; the spaCy "
+        f"default ({DEFAULT_MODEL}) stands for {DEFAULT_TRANSFORMERS_MODEL} there.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="transformers backend: CUDA when torch sees a GPU (auto), else CPU; cuda insists."
+    )
+    aggregation: Literal["simple", "first", "average", "max"] = Field(
+        "first",
+        description="transformers backend: how word pieces are grouped into entities (the pipeline's "
+        "aggregation_strategy); first labels a word by its first piece, so a word is never split.",
+    )
     executor: Literal["thread", "process"] = "thread"
     workers: int = Field(1, ge=1, le=64, description="Worker threads or processes, each with its own model.")
     batch_size: int = Field(16, ge=1, le=10_000, description="Texts per nlp.pipe call.")
@@ -147,6 +173,40 @@ class NLPConfig(_Frozen):
     max_entities: int = Field(50, ge=0, le=10_000)
     entity_labels: tuple[str, ...] | None = Field(None, description="Keep only these labels; None keeps all.")
     detect_language: bool = Field(True, description="Detect the language when the page does not declare it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _use_transformers(cls, data: Any) -> Any:
+        return nlp_options(data) if isinstance(data, dict) else data
+
+    @property
+    def model_name(self) -> str:
+        """The model the backend loads: ``model``, except the spaCy default under the transformers backend,
+        which stands for :data:`DEFAULT_TRANSFORMERS_MODEL`."""
+        if self.backend == "transformers" and self.model == DEFAULT_MODEL:
+            return DEFAULT_TRANSFORMERS_MODEL
+        return self.model
+
+
+def nlp_options(values: dict[str, Any]) -> dict[str, Any]:
+    """NLP settings as given to the programmatic API, with ``use_transformers: true`` (its spelling in the system
+    this project implements) turned into ``backend: transformers`` (``false``: ``spacy``); ``model`` in the same
+    mapping names the model.
+
+    Raises:
+        ValueError: ``use_transformers`` is not a boolean, or contradicts ``backend`` in the same mapping.
+    """
+    if "use_transformers" not in values:
+        return values
+    data = dict(values)
+    flag = data.pop("use_transformers")
+    if not isinstance(flag, bool):
+        raise ValueError(f"nlp.use_transformers must be true or false (got {flag!r}), or set nlp.backend instead")
+    wanted = "transformers" if flag else "spacy"
+    if data.get("backend", wanted) != wanted:
+        raise ValueError(f"nlp.use_transformers={flag} contradicts nlp.backend={data['backend']!r}: set only one")
+    data["backend"] = wanted
+    return data
 
 
 class ContactsConfig(_Frozen):

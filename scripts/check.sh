@@ -2,7 +2,7 @@
 # Every check in one place: format, lint, types, tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+WEBENRICH_TRANSFORMERS=1 bash scripts/setup.sh  # as CI: the transformers backend is tested too
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
 .venv/bin/mypy

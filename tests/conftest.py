@@ -5,6 +5,7 @@ Kept generic on purpose: engine- or server-specific fixtures belong in ``tests/i
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -15,6 +16,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     # The project is tested from its checkout; it need not be installed in the virtualenv.
     sys.path.insert(0, str(REPO_ROOT))
+
+# No test reaches the Hugging Face hub: a hub id fails at once instead of retrying a network that is not there. Set
+# before anything imports huggingface_hub, which reads it on import; worker processes inherit it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from enrich.config import NLPConfig  # noqa: E402
 from enrich.nlp import TextAnalyzer, load_model  # noqa: E402
@@ -95,6 +101,29 @@ def nlp_model() -> Language:
 def analyzer(nlp_model: Language) -> TextAnalyzer:
     """A :class:`TextAnalyzer` over the real model with the default NLP config."""
     return TextAnalyzer(nlp=nlp_model, config=NLPConfig())
+
+
+def _transformers_or_skip() -> None:
+    for name in ("torch", "transformers", "tokenizers"):
+        pytest.importorskip(name, reason=f"the transformers NLP backend needs {name}: pip install -e '.[transformers]'")
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT NER model trained here on template sentences (:mod:`tests.tiny_ner`), saved to a folder."""
+    _transformers_or_skip()
+    from tests.tiny_ner import build_trained
+
+    return build_trained(tmp_path_factory.mktemp("tiny-ner-trained"))
+
+
+@pytest.fixture(scope="session")
+def constant_ner_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT NER model that tags every token B-PER: every word of a text is an entity."""
+    _transformers_or_skip()
+    from tests.tiny_ner import build_constant
+
+    return build_constant(tmp_path_factory.mktemp("tiny-ner-constant"))
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from crawler.async_engine.crawl import Job, JobCodec, RequestRunner
 from crawler.async_engine.fetcher import AiohttpFetcher
 from crawler.async_engine.polite import PoliteFetcher
-from enrich.config import EnrichConfig, NLPConfig
-from enrich.errors import SinkError
+from enrich.config import EnrichConfig, NLPConfig, nlp_options
+from enrich.errors import ConfigError, SinkError
 from enrich.frontier import Frontier
 from enrich.pipeline import build_sinks, build_stages, run_figures
 from enrich.policy import RetryPolicy, RobotsPolicy
@@ -459,7 +459,8 @@ async def run_async_enrichment(
     Args:
         urls: URLs or :class:`InputURL` entries (any iterable, consumed lazily), or the path of an input file.
         output_file: JSONL output; default ``config.output.path``. Ignored when ``sinks`` is given.
-        nlp_config: NLP settings (an :class:`NLPConfig` or a mapping of its fields); default ``config.nlp``.
+        nlp_config: NLP settings (an :class:`NLPConfig` or a mapping of its fields, where ``use_transformers: True``
+            means ``backend: "transformers"`` and ``model`` names the model); default ``config.nlp``.
         max_concurrency: upper bound of requests in flight; default ``config.fetch.max_concurrency`` (50).
         timeout: seconds per fetch attempt; default ``config.fetch.timeout_s`` (30).
         batch_size: records per sink flush; default ``config.output.batch_size`` (100).
@@ -483,7 +484,13 @@ async def run_async_enrichment(
         fetch["connect_timeout_s"] = min(config.fetch.connect_timeout_s, timeout)
     sections: dict[str, dict[str, Any]] = {"fetch": fetch}
     if nlp_config is not None:
-        sections["nlp"] = nlp_config.model_dump() if isinstance(nlp_config, NLPConfig) else dict(nlp_config)
+        if isinstance(nlp_config, NLPConfig):
+            sections["nlp"] = nlp_config.model_dump()
+        else:
+            try:
+                sections["nlp"] = nlp_options(dict(nlp_config))
+            except ValueError as exc:
+                raise ConfigError(f"invalid configuration:\n  {exc}") from exc
     if batch_size is not None:
         sections["output"] = {"batch_size": batch_size}
     config = config.replace(**sections)
