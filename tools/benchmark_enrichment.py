@@ -510,6 +510,8 @@ class RunResult:
     """CPU seconds of the run's process tree (NLP worker processes included)."""
     server_cpu_s: float | None = None
     """CPU seconds the benchmark server spent during the run (it shares the machine's cores)."""
+    idle_s: float | None = None
+    """Core-seconds the machine's cores were idle during the run (the rest went to other processes)."""
     records: dict[str, Any] = field(default_factory=dict)
     engine_stats: dict[str, Any] = field(default_factory=dict)
     server: dict[str, Any] = field(default_factory=dict)
@@ -527,6 +529,7 @@ class RunResult:
             "ru_maxrss_mb": _r(self.ru_maxrss_mb, 1),
             "cpu_s": _r(self.cpu_s),
             "server_cpu_s": _r(self.server_cpu_s),
+            "idle_s": _r(self.idle_s),
             "records": self.records,
             "engine_stats": self.engine_stats,
             "server": {k: v for k, v in self.server.items() if k != "timeline"},
@@ -631,7 +634,7 @@ class Runner:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)]
             stats_path = None
         self.server.get("/__bench/reset")
-        server_cpu = self.server.cpu_s()
+        server_cpu, idle = self.server.cpu_s(), _idle_s()
         with log_path.open("wb") as log:
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
@@ -644,10 +647,10 @@ class Runner:
                 notes.append(f"killed after {self.args.timeout_s}s")
             wall = time.perf_counter() - started
             peak = poller.stop()
-        server_cpu = self.server.cpu_s() - server_cpu
+        server_cpu, idle = self.server.cpu_s() - server_cpu, _idle_s() - idle
         server = self.server.get("/__bench/stats")
         run = RunResult(variant, round_no, ok=code == 0, wall_s=wall, peak_rss_mb=peak, server=server, notes=notes)
-        run.cpu_s, run.server_cpu_s = poller.cpu_s, server_cpu
+        run.cpu_s, run.server_cpu_s, run.idle_s = poller.cpu_s, server_cpu, idle
         if code != 0:
             tail = log_path.read_text(encoding="utf-8", errors="replace")[-1500:]
             run.error = f"exit code {code}; log {log_path}:\n{tail}"
@@ -698,6 +701,14 @@ class Runner:
             # only the sink pipeline: the page goes from the downloader straight to the JSONL file
             cmd += ["-s", "ITEM_PIPELINES=" + json.dumps({SCRAPY_SINK_PIPELINE: 300})]
         return cmd, stats_path
+
+
+def _idle_s() -> float:
+    """Core-seconds every core of the machine has been idle (or waiting on I/O) since boot."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return float(times.idle + getattr(times, "iowait", 0.0))
 
 
 def _read_json(path: Path) -> Any:
@@ -886,6 +897,9 @@ def summarize(args: argparse.Namespace, runs: list[RunResult], n_urls: int, expe
                 "server_cpu_s": _r(statistics.median(r.server_cpu_s for r in good if r.server_cpu_s is not None), 2)
                 if any(r.server_cpu_s is not None for r in good)
                 else None,
+                "idle_s": _r(statistics.median(r.idle_s for r in good if r.idle_s is not None), 2)
+                if any(r.idle_s is not None for r in good)
+                else None,
                 "nlp_cache": _cache_figures(good),
                 "success_rate": statistics.median(r.records.get("success_rate", 0) for r in good) if good else 0.0,
                 "expected_success_rate": round(expected, 4),
@@ -1067,16 +1081,18 @@ def render_table(report: dict[str, Any]) -> str:
 
 def _cpu_lines(conf: dict[str, Any], cores: int) -> list[str]:
     """Where a full-profile run's core-seconds went, against its CPU bound: the engine's process tree, the server,
-    and the rest (cores idle, or taken by other load on a shared machine)."""
+    the cores' idle time, and the rest (other processes on a shared machine). The run's wall time covers process
+    start-up too, so these add up to a little more than duration x cores."""
     if not conf.get("cpu_bound_s") or conf.get("cpu_s") is None or not conf["duration_s"]:
         return []
     core_s = conf["duration_s"]["median"] * cores
-    engine, server = conf["cpu_s"], conf.get("server_cpu_s") or 0.0
+    engine, server, idle = conf["cpu_s"], conf.get("server_cpu_s") or 0.0, conf.get("idle_s")
     cache = conf.get("nlp_cache") or {}
-    hits = f", NLP cache {cache['nlp_cache_hits']} hit(s) / {cache['nlp_cache_misses']} miss(es)" if cache else ""
+    hits = f"; NLP cache {cache['nlp_cache_hits']} hit(s) / {cache['nlp_cache_misses']} miss(es)" if cache else ""
+    rest = f"idle {idle:.1f}, other processes {max(core_s - engine - server - idle, 0):.1f}" if idle is not None else ""
     return [
         f"    CPU bound {conf['cpu_bound_s']:.2f} s ({conf['cpu_bound_s'] * cores:.1f} CPU-s); of {core_s:.1f} "
-        f"core-s: engine {engine:.1f}, server {server:.1f}, idle or other load {core_s - engine - server:.1f}{hits}"
+        f"core-s: engine {engine:.1f} CPU-s, server {server:.1f}, {rest}{hits}"
     ]
 
 
@@ -1353,21 +1369,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         say(f"plot written to {args.plot}")
     if args.report is not None:
-        write_html_report(runs, args.report)
+        write_html_report(runs, args.report, report["ceilings"].get("cpu_bound"))
         say(f"HTML report written to {args.report}")
     failed = sum(c["failed_runs"] for c in report["configurations"])
     return 1 if failed else 0
 
 
-def write_html_report(runs: Sequence[RunResult], path: Path) -> None:
-    """The engines' own run reports (:mod:`enrich.report`), one section per engine run, from their stats."""
+def write_html_report(runs: Sequence[RunResult], path: Path, bound: dict[str, Any] | None = None) -> None:
+    """The engines' own run reports (:mod:`enrich.report`), one section per engine run, from their stats; a full
+    profile run's title gives its duration against the CPU bound of the same rounds."""
     from enrich.report import render_reports
 
-    sections = [
-        (f"{run.variant.key}, round {run.round}", run.engine_stats)
-        for run in runs
-        if run.variant.is_engine and run.engine_stats
-    ]
+    def title(run: RunResult) -> str:
+        text = f"{run.variant.key}, round {run.round}"
+        if bound is not None and run.variant.profile == "full" and run.duration_s:
+            bound_s = bound["duration_s"]["median"]
+            text += f": {bound_s / run.duration_s:.0%} of the CPU bound ({bound_s:.1f} s in {run.duration_s:.1f} s)"
+        return text
+
+    sections = [(title(run), run.engine_stats) for run in runs if run.variant.is_engine and run.engine_stats]
     path.write_text(render_reports(sections, title="Enrichment benchmark"), encoding="utf-8")
 
 
