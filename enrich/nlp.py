@@ -356,6 +356,17 @@ class NLPStage:
         await asyncio.shield(self._start_workers())
         return await self._pool.run(func, *args)
 
+    def workers_ready(self) -> bool:
+        """Whether the workers are up with their models loaded; starts them (without waiting) if not yet under way.
+
+        Extraction asks before each page and runs in a thread of its own until they are: a model load takes seconds
+        of both cores, and extraction waiting for it would leave them to it alone.
+        """
+        if self._queue is None:
+            return False
+        warming = self._start_workers()
+        return warming.done() and not warming.cancelled() and warming.exception() is None
+
     @property
     def worker_restarts(self) -> int:
         """Fresh worker pools started after a worker process died."""

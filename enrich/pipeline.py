@@ -132,6 +132,8 @@ def run_figures(stages: Sequence[Stage], state: CrawlState | None) -> dict[str, 
             figures.update(stage.figures())
         if isinstance(stage, ExtractStage):
             figures["extract_executor"] = stage.executor
+            if stage.executor == "nlp_workers":
+                figures["extract_in_nlp_workers"] = stage.in_workers
         cache = getattr(stage, "cache", None)
         if isinstance(cache, NLPCache) and cache.hits + cache.misses:
             figures["nlp_cache_hits"] = cache.hits

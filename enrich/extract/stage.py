@@ -34,6 +34,8 @@ class WorkerProcesses(Protocol):
 
     async def run_in_workers(self, func: Callable[..., T], *args: object) -> T: ...
 
+    def workers_ready(self) -> bool: ...
+
 
 def extract_in_worker(page: FetchedPage, config: ExtractConfig) -> tuple[Extraction, float]:
     """:func:`extract_page` and the seconds it took, as the worker measured them (the caller's wait also holds the
@@ -55,8 +57,9 @@ class ExtractStage:
     Parsing a large page takes tens of milliseconds of CPU, so it never runs on the event loop. ``executor``
     thread (the default) runs it in the stage's own threads; ``process`` in worker processes: those of
     ``processes`` when given (the NLP stage's, so one pool shares the cores between both steps and the engine's
-    process only fetches and writes), else a process pool of ``workers`` of its own. A body then travels to the
-    worker (pickled bytes) and the extraction back, instead of the text going to the NLP workers alone.
+    process only fetches and writes; until they are up, with their models loaded, pages are extracted in one
+    thread here), else a process pool of ``workers`` of its own. A body then travels to the worker (pickled bytes)
+    and the extraction back, instead of the text going to the NLP workers alone.
     """
 
     name = "extract"
@@ -74,6 +77,8 @@ class ExtractStage:
         self._threads: ThreadPoolExecutor | None = None
         self._pool: WorkerPool | None = None
         self.busy_s = 0.0
+        self.in_workers = 0
+        """Pages extracted in the lent worker processes (the others, in this process's thread)."""
         self.workers = self._processes.workers if self._processes is not None else self._config.workers
 
     @property
@@ -84,9 +89,10 @@ class ExtractStage:
         return "nlp_workers" if self._processes is not None else "process"
 
     async def open(self) -> None:
-        if self._config.executor == "thread":
-            self._threads = ThreadPoolExecutor(self._config.workers, thread_name_prefix="extract")
-        elif self._processes is None:
+        if self._config.executor == "thread" or self._processes is not None:
+            threads = self._config.workers if self._processes is None else 1
+            self._threads = ThreadPoolExecutor(threads, thread_name_prefix="extract")
+        else:
             self._pool = WorkerPool(
                 kind="process", workers=self._config.workers, initializer=_ready, initargs=(), name=self.name
             )
@@ -99,8 +105,9 @@ class ExtractStage:
         item.page = None  # release the body as soon as it is read
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if self._processes is not None:
+        if self._processes is not None and self._processes.workers_ready():
             result, busy = await self._processes.run_in_workers(extract_in_worker, page, self._config)
+            self.in_workers += 1
         elif self._pool is not None:
             result, busy = await self._pool.run(extract_in_worker, page, self._config)
         else:

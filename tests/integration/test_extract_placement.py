@@ -23,7 +23,10 @@ from crawler.demo import make_pdf
 from crawler.localsite import ServerThread
 from crawler.scrapy_mode.spiders.enrich import EnrichSpider
 from enrich.config import EnrichConfig
+from enrich.pipeline import build_enrichment
+from enrich.record import FetchedPage
 from enrich.sinks import MemorySink
+from enrich.stages import StageChain, WorkItem
 from tests.integration.conftest import article
 from tests.integration.test_parity_site import comparable
 from tests.reactor import in_reactor
@@ -114,6 +117,26 @@ async def test_async_engine_records_are_the_same_wherever_extraction_runs(tripwi
     assert expected["SITE/doc.pdf"]["page_count"] == actual["SITE/doc.pdf"]["page_count"] is not None
     assert expected["SITE/empty"]["error"]["stage"] == "extract"
     assert multiprocessing.active_children() == []
+
+
+async def test_once_the_nlp_workers_are_up_every_page_is_extracted_there(tripwire_model: str) -> None:
+    config = EnrichConfig().replace(**config_for(tripwire_model, "process", nlp=True))
+    extract, nlp = build_enrichment(config)
+    page = FetchedPage(
+        url="https://example.org/",
+        final_url="https://example.org/",
+        status=200,
+        headers={"content-type": "text/html"},
+        body=article("Bergen", "Ibsen lived in Bergen, a town of Norway, for years."),
+        fetched_at="2026-01-01T00:00:00Z",
+        fetch_duration_ms=1.0,
+    )
+    async with StageChain([extract, nlp]) as chain:
+        await nlp.ready()
+        items = [await chain.process(WorkItem.from_page(page, engine="async")) for _ in range(3)]
+    assert extract.in_workers == 3
+    assert {e.text for e in items[0].record.entities} == {"Ibsen", "Bergen", "Norway"}
+    assert items[0].record.title == "Bergen"
 
 
 async def test_without_nlp_extraction_runs_in_its_own_processes(tripwire_model: str, tmp_path: Path) -> None:

@@ -43,12 +43,18 @@ class LentProcesses:
 
     workers = 2
 
-    def __init__(self) -> None:
+    def __init__(self, *, ready: bool = True) -> None:
         self.calls: list[str] = []
+        self.ready = ready
+        self.asked = 0
 
     async def run_in_workers(self, func: Callable[..., T], *args: object) -> T:
         self.calls.append(func.__name__)
         return func(*args)
+
+    def workers_ready(self) -> bool:
+        self.asked += 1
+        return self.ready
 
 
 @pytest.mark.parametrize(
@@ -76,15 +82,20 @@ def test_an_unknown_executor_says_which_ones_exist() -> None:
 
 
 async def test_lent_processes_give_the_record_threads_give() -> None:
-    lent = LentProcesses()
+    lent, loading = LentProcesses(), LentProcesses(ready=False)
     records = []
-    for stage in (ExtractStage(), ExtractStage(config=ExtractConfig(executor="process"), processes=lent)):
+    for stage in (
+        ExtractStage(),
+        ExtractStage(config=ExtractConfig(executor="process"), processes=lent),
+        ExtractStage(config=ExtractConfig(executor="process"), processes=loading),
+    ):
         async with StageChain([stage]) as chain:
             done = await chain.process(WorkItem.from_page(PAGE, engine="async"))
         assert done.page is None  # the body is released
         records.append(done.record.to_dict() | {"enriched_at": None})
     assert lent.calls == ["extract_in_worker"]
-    assert records[0] == records[1]
+    assert (loading.calls, loading.asked) == ([], 1)  # workers still loading their models: a thread here did it
+    assert records[0] == records[1] == records[2]
     assert records[0]["title"] == "Harbour"
     assert records[0]["links"] == ["https://example.org/b"]
 
