@@ -1092,7 +1092,8 @@ def _cpu_lines(conf: dict[str, Any], cores: int) -> list[str]:
     rest = f"idle {idle:.1f}, other processes {max(core_s - engine - server - idle, 0):.1f}" if idle is not None else ""
     return [
         f"    CPU bound {conf['cpu_bound_s']:.2f} s ({conf['cpu_bound_s'] * cores:.1f} CPU-s); of {core_s:.1f} "
-        f"core-s: engine {engine:.1f} CPU-s, server {server:.1f}, {rest}{hits}"
+        f"core-s: engine {engine:.1f} CPU-s (the bound's CPU is {conf['cpu_bound_s'] * cores / engine:.0%} of it), "
+        f"server {server:.1f}, {rest}{hits}"
     ]
 
 
