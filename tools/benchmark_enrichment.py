@@ -494,6 +494,11 @@ class RSSPoller:
     def cpu_s(self) -> float:
         return sum(self._cpu.values())
 
+    @property
+    def main_cpu_s(self) -> float:
+        """The run's own process (the engine's event loop or reactor), its workers left out."""
+        return self._cpu.get(self.pid, 0.0)
+
 
 @dataclass
 class RunResult:
@@ -508,6 +513,8 @@ class RunResult:
     ru_maxrss_mb: float | None = None
     cpu_s: float | None = None
     """CPU seconds of the run's process tree (NLP worker processes included)."""
+    main_cpu_s: float | None = None
+    """CPU seconds of the run's own process alone."""
     server_cpu_s: float | None = None
     """CPU seconds the benchmark server spent during the run (it shares the machine's cores)."""
     idle_s: float | None = None
@@ -528,6 +535,7 @@ class RunResult:
             "peak_rss_mb": _r(self.peak_rss_mb, 1),
             "ru_maxrss_mb": _r(self.ru_maxrss_mb, 1),
             "cpu_s": _r(self.cpu_s),
+            "main_cpu_s": _r(self.main_cpu_s),
             "server_cpu_s": _r(self.server_cpu_s),
             "idle_s": _r(self.idle_s),
             "records": self.records,
@@ -651,6 +659,7 @@ class Runner:
         server = self.server.get("/__bench/stats")
         run = RunResult(variant, round_no, ok=code == 0, wall_s=wall, peak_rss_mb=peak, server=server, notes=notes)
         run.cpu_s, run.server_cpu_s, run.idle_s = poller.cpu_s, server_cpu, idle
+        run.main_cpu_s = poller.main_cpu_s
         if code != 0:
             tail = log_path.read_text(encoding="utf-8", errors="replace")[-1500:]
             run.error = f"exit code {code}; log {log_path}:\n{tail}"
@@ -897,6 +906,9 @@ def summarize(args: argparse.Namespace, runs: list[RunResult], n_urls: int, expe
                 "server_cpu_s": _r(statistics.median(r.server_cpu_s for r in good if r.server_cpu_s is not None), 2)
                 if any(r.server_cpu_s is not None for r in good)
                 else None,
+                "main_cpu_s": _r(statistics.median(r.main_cpu_s for r in good if r.main_cpu_s is not None), 2)
+                if any(r.main_cpu_s is not None for r in good)
+                else None,
                 "idle_s": _r(statistics.median(r.idle_s for r in good if r.idle_s is not None), 2)
                 if any(r.idle_s is not None for r in good)
                 else None,
@@ -1092,7 +1104,8 @@ def _cpu_lines(conf: dict[str, Any], cores: int) -> list[str]:
     rest = f"idle {idle:.1f}, other processes {max(core_s - engine - server - idle, 0):.1f}" if idle is not None else ""
     return [
         f"    CPU bound {conf['cpu_bound_s']:.2f} s ({conf['cpu_bound_s'] * cores:.1f} CPU-s); of {core_s:.1f} "
-        f"core-s: engine {engine:.1f} CPU-s (the bound's CPU is {conf['cpu_bound_s'] * cores / engine:.0%} of it), "
+        f"core-s: engine {engine:.1f} CPU-s (its own process {conf.get('main_cpu_s') or 0:.1f}; the bound's CPU is "
+        f"{conf['cpu_bound_s'] * cores / engine:.0%} of it), "
         f"server {server:.1f}, {rest}{hits}"
     ]
 
