@@ -372,10 +372,10 @@ async def _nlp_ceiling(texts: list[tuple[str, Any]], config: EnrichConfig) -> di
     from enrich.stages import WorkItem
 
     stage = NLPStage(config=config.nlp)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _tree_cpu_s()
     await stage.open()
     await stage.ready()  # the workers load their models now, not on the clock
-    open_s = time.perf_counter() - started
+    open_s, open_cpu_s = time.perf_counter() - started, _tree_cpu_s() - cpu_started
     items = [WorkItem(record=Record(url=f"text:{i}", text=text, language=lang)) for i, (text, lang) in enumerate(texts)]
     try:
         started, cpu_started = time.perf_counter(), _tree_cpu_s()
@@ -388,6 +388,7 @@ async def _nlp_ceiling(texts: list[tuple[str, Any]], config: EnrichConfig) -> di
         "duration_s": duration,
         "cpu_s": cpu_s,
         "open_s": open_s,
+        "open_cpu_s": open_cpu_s,
         "texts": len(texts),
         "words": words,
         "executor": config.nlp.executor,
@@ -825,8 +826,10 @@ def cpu_bound(cpu_runs: Sequence[RunResult]) -> dict[str, Any] | None:
     if not per_round:
         return None
     cores = os.cpu_count() or 1
+    loads = [r.ceilings["nlp"]["open_cpu_s"] for r in cpu_runs if "open_cpu_s" in r.ceilings.get("nlp", {})]
     return {
         "cores": cores,
+        "model_load_cpu_s": statistics.median(loads) if loads else None,
         "extract_cpu_s": statistics.median(e for e, _ in per_round),
         "nlp_cpu_s": statistics.median(n for _, n in per_round),
         "duration_s": _spread([(e + n) / cores for e, n in per_round]),
@@ -1034,7 +1037,7 @@ def render_table(report: dict[str, Any]) -> str:
             f"{speed:>9} {ceiling:>13} {eff:>6} {bound:>7} {c['success_rate']:>8.1%} {fetch:>17} "
             f"{_fmt(c['avg_process_ms'], '.0f'):>8} {_fmt(c['peak_rss_mb'], '.0f'):>7}"
         )
-        lines.extend(_cpu_lines(c, report["meta"]["machine"]["cpus"]))
+        lines.extend(_cpu_lines(c, report["meta"]["machine"]["cpus"], report["ceilings"].get("cpu_bound")))
         if c["failed_runs"]:
             lines.append(f"    ! {c['failed_runs']} run(s) failed: {c['errors'][0].splitlines()[0]}")
         if c["efficiency"] and c["efficiency"] > 1.05:
@@ -1080,10 +1083,12 @@ def render_table(report: dict[str, Any]) -> str:
         )
     bound = ceil.get("cpu_bound")
     if bound:
+        load = bound.get("model_load_cpu_s")
         lines.append(
             f"  CPU bound of the full profile: (NLP {bound['nlp_cpu_s']:.1f} CPU-s + extraction "
             f"{bound['extract_cpu_s']:.1f} CPU-s) / {bound['cores']} cores = "
             f"{_fmt_spread(bound['duration_s'], '.2f')} s"
+            + (f" (starting the NLP workers, left out: {load:.1f} CPU-s)" if load is not None else "")
         )
     notes = sorted({note for c in report["configurations"] for note in c["notes"]}) + ceil.get("notes", [])
     if notes:
@@ -1091,7 +1096,7 @@ def render_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cpu_lines(conf: dict[str, Any], cores: int) -> list[str]:
+def _cpu_lines(conf: dict[str, Any], cores: int, bound: dict[str, Any] | None = None) -> list[str]:
     """Where a full-profile run's core-seconds went, against its CPU bound: the engine's process tree, the server,
     the cores' idle time, and the rest (other processes on a shared machine). The run's wall time covers process
     start-up too, so these add up to a little more than duration x cores."""
@@ -1102,11 +1107,20 @@ def _cpu_lines(conf: dict[str, Any], cores: int) -> list[str]:
     cache = conf.get("nlp_cache") or {}
     hits = f"; NLP cache {cache['nlp_cache_hits']} hit(s) / {cache['nlp_cache_misses']} miss(es)" if cache else ""
     rest = f"idle {idle:.1f}, other processes {max(core_s - engine - server - idle, 0):.1f}" if idle is not None else ""
+    load = (bound or {}).get("model_load_cpu_s")
+    extra = engine - conf["cpu_bound_s"] * cores
+    overhead = (
+        f"    engine CPU over the bound's: {extra:.1f} CPU-s, of which starting the NLP workers (spawn, imports, "
+        f"model load; the NLP ceiling's) {load:.1f}"
+        if load is not None
+        else ""
+    )
     return [
         f"    CPU bound {conf['cpu_bound_s']:.2f} s ({conf['cpu_bound_s'] * cores:.1f} CPU-s); of {core_s:.1f} "
         f"core-s: engine {engine:.1f} CPU-s (its own process {conf.get('main_cpu_s') or 0:.1f}; the bound's CPU is "
         f"{conf['cpu_bound_s'] * cores / engine:.0%} of it), "
-        f"server {server:.1f}, {rest}{hits}"
+        f"server {server:.1f}, {rest}{hits}",
+        *([overhead] if overhead else []),
     ]
 
 

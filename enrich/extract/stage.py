@@ -57,8 +57,8 @@ class ExtractStage:
     Parsing a large page takes tens of milliseconds of CPU, so it never runs on the event loop. ``executor``
     thread (the default) runs it in the stage's own threads; ``process`` in worker processes: those of
     ``processes`` when given (the NLP stage's, so one pool shares the cores between both steps and the engine's
-    process only fetches and writes; until they are up, with their models loaded, pages are extracted in one
-    thread here), else a process pool of ``workers`` of its own. A body then travels to the worker (pickled bytes)
+    process only fetches and writes; while they load their models, one page at a time is extracted in a thread
+    here), else a process pool of ``workers`` of its own. A body then travels to the worker (pickled bytes)
     and the extraction back, instead of the text going to the NLP workers alone.
     """
 
@@ -78,6 +78,7 @@ class ExtractStage:
         self._pool: WorkerPool | None = None
         self.busy_s = 0.0
         self.in_workers = 0
+        self._local = 0
         """Pages extracted in the lent worker processes (the others, in this process's thread)."""
         self.workers = self._processes.workers if self._processes is not None else self._config.workers
 
@@ -105,13 +106,19 @@ class ExtractStage:
         item.page = None  # release the body as soon as it is read
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if self._processes is not None and self._processes.workers_ready():
+        if self._processes is not None and (self._processes.workers_ready() or self._local > 0):
+            # the workers, or, while they load their models, the next free one of them after the page this
+            # process's thread is on: a crawl's first pages all come at once, and one thread would take them all
             result, busy = await self._processes.run_in_workers(extract_in_worker, page, self._config)
             self.in_workers += 1
         elif self._pool is not None:
             result, busy = await self._pool.run(extract_in_worker, page, self._config)
         else:
-            result, busy = await loop.run_in_executor(self._threads, extract_in_worker, page, self._config)
+            self._local += 1
+            try:
+                result, busy = await loop.run_in_executor(self._threads, extract_in_worker, page, self._config)
+            finally:
+                self._local -= 1
         self.busy_s += busy
         item.times.add("extract", loop.time() - started)
         result.apply(item.record)

@@ -3,6 +3,7 @@ worker processes: a fake lends its "processes" (the real ones are in tests/integ
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -98,6 +99,16 @@ async def test_lent_processes_give_the_record_threads_give() -> None:
     assert records[0] == records[1] == records[2]
     assert records[0]["title"] == "Harbour"
     assert records[0]["links"] == ["https://example.org/b"]
+
+
+async def test_while_the_workers_load_one_page_at_a_time_is_extracted_here() -> None:
+    loading = LentProcesses(ready=False)
+    stage = ExtractStage(config=ExtractConfig(executor="process"), processes=loading)
+    async with StageChain([stage]) as chain:
+        items = await asyncio.gather(*(chain.process(WorkItem.from_page(PAGE, engine="async")) for _ in range(3)))
+    assert loading.calls == ["extract_in_worker"] * 2  # the others queue for the workers
+    assert stage.in_workers == 2
+    assert all(done.record.title == "Harbour" for done in items)
 
 
 async def test_the_nlp_workers_refuse_calls_before_open() -> None:
