@@ -1,5 +1,5 @@
 """Where extraction runs (``extract.executor``), and the NLP cache's counts in a run's figures. No model, no
-worker processes: a fake lends its "processes" (the real ones are in tests/integration/test_extract_placement.py)."""
+worker processes: a fake lends its "processes" (real ones: tests/integration/test_extract_executor_engines.py)."""
 
 from __future__ import annotations
 
