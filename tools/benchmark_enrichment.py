@@ -12,8 +12,11 @@ run is a fresh process, so its peak RSS is its own. The ceilings are measured in
 * fetch ceiling: plain aiohttp with an ``asyncio.Semaphore`` of the same concurrency, reading every body;
 * extraction ceiling: ``enrich.extract.extract_page`` alone over the same pages, downloaded beforehand, with as
   many threads as ``extract.workers``;
-* NLP ceiling: ``NLPStage`` with the same ``NLPConfig`` fed every extracted text at once; beside it the naive
-  figure: the model's full default pipeline, one thread, one ``nlp()`` call per page.
+* NLP ceiling: ``NLPStage`` with the same ``NLPConfig`` fed every extracted text at once (its workers started
+  first); beside it the naive figure: the model's full default pipeline, one thread, one ``nlp()`` call per page,
+  over the same texts (or an even sample of them);
+* CPU bound of the full profile: (CPU-seconds of the NLP ceiling + those of the extraction ceiling) / cores, set
+  against each run's duration, with the run's own CPU-seconds, the server's and the cores' idle time beside it.
 
 A profile's ceiling is the slowest of the ceilings of the steps it runs (a perfect pipeline overlaps the steps),
 and each configuration's efficiency is its throughput over that ceiling. Profiles: ``fetch`` (download only),
