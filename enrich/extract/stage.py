@@ -78,8 +78,8 @@ class ExtractStage:
         self._pool: WorkerPool | None = None
         self.busy_s = 0.0
         self.in_workers = 0
-        self._local = 0
         """Pages extracted in the lent worker processes (the others, in this process's thread)."""
+        self._local = 0
         self.workers = self._processes.workers if self._processes is not None else self._config.workers
 
     @property
@@ -107,8 +107,8 @@ class ExtractStage:
         loop = asyncio.get_running_loop()
         started = loop.time()
         if self._processes is not None and (self._processes.workers_ready() or self._local > 0):
-            # the workers, or, while they load their models, the next free one of them after the page this
-            # process's thread is on: a crawl's first pages all come at once, and one thread would take them all
+            # while the workers load their models, one page at a time is extracted in this process's thread: a
+            # crawl's first pages come all at once, and would all queue for that one thread
             result, busy = await self._processes.run_in_workers(extract_in_worker, page, self._config)
             self.in_workers += 1
         elif self._pool is not None:
