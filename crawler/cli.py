@@ -81,6 +81,7 @@ FLAG_KEYS: dict[str, str] = {
     "user_agent": "stages.enrichment.user_agent",
     "adaptive": "stages.enrichment.adaptive.enabled",
     "extract_backend": "stages.enrichment.extract_backend",
+    "extract_executor": "stages.enrichment.extract_executor",
     "nlp": "stages.enrichment.nlp_enabled",
     "nlp_backend": "stages.enrichment.nlp_backend",
     "nlp_model": "stages.enrichment.nlp_model",
@@ -180,6 +181,12 @@ def _add_engine_groups(parser: argparse.ArgumentParser) -> None:
         choices=("trafilatura", "resiliparse"),
         help="HTML main-text extractor: trafilatura (default, more precise) or resiliparse (faster; "
         "pip install 'webenrich[fast]')",
+    )
+    extraction.add_argument(
+        "--extract-executor",
+        choices=("thread", "process"),
+        help="where pages are extracted: threads of the engine's process (default), or processes (the NLP "
+        "stage's workers when it runs in processes, else a pool of their own)",
     )
 
     nlp = parser.add_argument_group("NLP")

@@ -84,6 +84,7 @@ ENRICHMENT_KEYS: dict[str, tuple[str, str]] = {
     "max_links": ("extract", "max_links"),
     "max_pdf_pages": ("extract", "max_pdf_pages"),
     "extract_workers": ("extract", "workers"),
+    "extract_executor": ("extract", "executor"),
     # NLP
     "nlp_enabled": ("nlp", "enabled"),
     "nlp_backend": ("nlp", "backend"),

@@ -131,7 +131,15 @@ class ExtractConfig(_Frozen):
     include_comments: bool = False
     max_links: int = Field(1000, ge=0, description="Outgoing links kept per page.")
     max_pdf_pages: int = Field(500, ge=1, description="PDF pages read; the rest are skipped and flagged.")
-    workers: int = Field(1, ge=1, le=64, description="Threads for extraction, off the event loop.")
+    workers: int = Field(
+        1, ge=1, le=64, description="Extraction threads (processes with executor process and NLP not in processes)."
+    )
+    executor: Literal["thread", "process"] = Field(
+        "thread",
+        description="Where extraction runs: threads of the engine's process, or worker processes: the NLP stage's own "
+        "when nlp.executor is process (one pool for both steps, so the engine's process only fetches and writes), "
+        "else a pool of its own.",
+    )
 
 
 class NLPConfig(_Frozen):

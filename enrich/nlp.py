@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from enrich.errors import NLPError
 from enrich.nlp_cache import NLPCache, model_identity
@@ -39,7 +39,7 @@ from enrich.nlp_spacy import (
 from enrich.record import Entity
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from spacy.language import Language
     from spacy.tokens import Doc
@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SEGMENT_CHARS = 10_000
 """Long texts go to the model in segments of about this many characters, cut at line breaks, and are joined again
@@ -318,6 +320,38 @@ class NLPStage:
     def workers(self) -> int:
         """Batches analyzed at once, for :func:`enrich.timing.utilization`."""
         return self._config.workers
+
+    @property
+    def lends_processes(self) -> bool:
+        """Whether the stage runs worker processes that another stage may use (:meth:`run_in_workers`)."""
+        return self._config.enabled and self._config.executor == "process"
+
+    async def run_in_workers(self, func: Callable[..., T], *args: object) -> T:
+        """``func(*args)`` in the stage's workers, queued with its batches, the workers started first if need be.
+
+        Extraction runs here with ``extract.executor: process``: one pool and one queue for both steps keep every
+        core busy with the two, and the engine's process only fetches and writes.
+
+        Raises:
+            NLPError: the stage is not open.
+            WorkerDeathError: a worker process died twice on this call (:mod:`enrich.nlp_pool`).
+            Exception: what starting the workers, or ``func``, raised.
+        """
+        if self._queue is None:
+            raise NLPError("NLP stage's workers used before open()")
+        await asyncio.shield(self._start_workers())
+        return await self._pool.run(func, *args)
+
+    def workers_ready(self) -> bool:
+        """Whether the workers are up with their models loaded; starts them (without waiting) if not yet under way.
+
+        Extraction asks before each page and runs in a thread of its own until they are: a model load takes seconds
+        of both cores, and extraction waiting for it would leave them to it alone.
+        """
+        if self._queue is None:
+            return False
+        warming = self._start_workers()
+        return warming.done() and not warming.cancelled() and warming.exception() is None
 
     @property
     def worker_restarts(self) -> int:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from enrich.stages import Stage, WorkItem
     from enrich.state import CrawlState
 
-__all__ = ["build_sink_stage", "build_sinks", "build_stages", "run_figures", "state_committer"]
+__all__ = ["build_enrichment", "build_sink_stage", "build_sinks", "build_stages", "run_figures", "state_committer"]
 
 
 def build_sinks(
@@ -61,10 +61,17 @@ def build_stages(
         contacts.append(ContactStage.from_config(config, fetch=contact_fetch))
     return [
         *contacts,
-        ExtractStage(config=config.extract, state=state),
-        NLPStage(config=config.nlp, store=state),
+        *build_enrichment(config, state=state),
         build_sink_stage(config, sinks=sinks, state=state, acknowledge=acknowledge),
     ]
+
+
+def build_enrichment(config: EnrichConfig, *, state: CrawlState | None = None) -> tuple[ExtractStage, NLPStage]:
+    """The extraction and NLP stages of one run, built together: with ``extract.executor: process`` and NLP in
+    processes, extraction runs in the NLP stage's worker processes (``state``: see :func:`build_stages`)."""
+    nlp = NLPStage(config=config.nlp, store=state)
+    lend = config.extract.executor == "process" and nlp.lends_processes
+    return ExtractStage(config=config.extract, state=state, processes=nlp if lend else None), nlp
 
 
 def build_sink_stage(
@@ -123,6 +130,10 @@ def run_figures(stages: Sequence[Stage], state: CrawlState | None) -> dict[str, 
             workers[stage.name] = getattr(stage, "workers", 1)
         if isinstance(stage, ContactStage):
             figures.update(stage.figures())
+        if isinstance(stage, ExtractStage):
+            figures["extract_executor"] = stage.executor
+            if stage.executor == "nlp_workers":
+                figures["extract_in_nlp_workers"] = stage.in_workers
         cache = getattr(stage, "cache", None)
         if isinstance(cache, NLPCache) and cache.hits + cache.misses:
             figures["nlp_cache_hits"] = cache.hits

@@ -12,8 +12,11 @@ run is a fresh process, so its peak RSS is its own. The ceilings are measured in
 * fetch ceiling: plain aiohttp with an ``asyncio.Semaphore`` of the same concurrency, reading every body;
 * extraction ceiling: ``enrich.extract.extract_page`` alone over the same pages, downloaded beforehand, with as
   many threads as ``extract.workers``;
-* NLP ceiling: ``NLPStage`` with the same ``NLPConfig`` fed every extracted text at once; beside it the naive
-  figure: the model's full default pipeline, one thread, one ``nlp()`` call per page.
+* NLP ceiling: ``NLPStage`` with the same ``NLPConfig`` fed every extracted text at once (its workers started
+  first); beside it the naive figure: the model's full default pipeline, one thread, one ``nlp()`` call per page,
+  over the same texts (or an even sample of them);
+* CPU bound of the full profile: (CPU-seconds of the NLP ceiling + those of the extraction ceiling) / cores, set
+  against each run's duration, with the run's own CPU-seconds, the server's and the cores' idle time beside it.
 
 A profile's ceiling is the slowest of the ceilings of the steps it runs (a perfect pipeline overlaps the steps),
 and each configuration's efficiency is its throughput over that ceiling. Profiles: ``fetch`` (download only),
@@ -89,6 +92,13 @@ class BenchServer:
             raise SystemExit(f"benchmark server did not start (see {log_path}): {line!r}")
         self.base_url = f"http://127.0.0.1:{int(line.split()[1])}"
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used so far."""
+        import psutil
+
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return float(times.user + times.system)
+
     def get(self, path: str) -> Any:
         with _LOCAL.open(self.base_url + path, timeout=30) as response:
             return json.loads(response.read())
@@ -115,6 +125,8 @@ class Variant:
     kind: str  # "async", "scrapy", "async-state", "scrapy-state", "ceiling-fetch", "ceiling-cpu"
     profile: str  # fetch, extract, full; "-" for ceilings
     concurrency: int
+    layout: str = ""
+    """``extract.executor`` of an engine run when the round compares layouts (``--extract-executor a,b``)."""
 
     @property
     def key(self) -> str:
@@ -122,14 +134,16 @@ class Variant:
             return "ceiling-cpu"
         if self.kind == "ceiling-fetch":
             return f"ceiling-fetch/c{self.concurrency}"
-        return f"{self.kind}/{self.profile}/c{self.concurrency}"
+        return f"{self.kind}/{self.profile}/c{self.concurrency}" + (f"/x-{self.layout}" if self.layout else "")
 
     @property
     def is_engine(self) -> bool:
         return self.kind in ENGINES
 
 
-def build_config(args: argparse.Namespace, profile: str, concurrency: int, output: Path) -> EnrichConfig:
+def build_config(
+    args: argparse.Namespace, profile: str, concurrency: int, output: Path, *, layout: str = ""
+) -> EnrichConfig:
     """The engine configuration of one run: the base config with the benchmark's knobs applied.
 
     Every concurrency limit is set to ``concurrency`` (a single host would otherwise be held at the per-domain
@@ -154,11 +168,14 @@ def build_config(args: argparse.Namespace, profile: str, concurrency: int, outpu
         nlp["backend"] = args.nlp_backend
     if args.nlp_model is not None:
         nlp["model"] = args.nlp_model
+    extract: dict[str, Any] = {"workers": args.extract_workers}
+    if layout or args.extract_executor:
+        extract["executor"] = layout or args.extract_executor[0]
     return base.replace(
         fetch=fetch,
         aimd={"enabled": args.aimd == "on"},
         politeness={"per_domain_concurrency": concurrency},
-        extract={"workers": args.extract_workers},
+        extract=extract,
         nlp=nlp,
         output={"path": output, "sqlite_path": None},
     )
@@ -173,6 +190,20 @@ def _peak_rss_self_mb() -> float:
 
     # ru_maxrss is in KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _tree_cpu_s() -> float:
+    """CPU seconds (user + system) of this process, its live descendants and its reaped children so far."""
+    import psutil
+
+    me = psutil.Process()
+    times = me.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return total
 
 
 def _concurrency_history(stats: dict[str, Any]) -> list[Any] | None:
@@ -324,14 +355,15 @@ def _extract_ceiling(pages: list[FetchedPage], config: EnrichConfig) -> tuple[di
     from enrich.extract import extract_page
 
     with ThreadPoolExecutor(config.extract.workers, thread_name_prefix="extract") as pool:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _tree_cpu_s()
         extractions = list(pool.map(lambda page: extract_page(page, config.extract), pages))
-        duration = time.perf_counter() - started
+        duration, cpu_s = time.perf_counter() - started, _tree_cpu_s() - cpu_started
     texts = [(e.text, e.language) for e in extractions if e.text]
     words = sum(len(text.split()) for text, _ in texts)
     errors = [e.error for e in extractions if e.error is not None]
     return {
         "duration_s": duration,
+        "cpu_s": cpu_s,
         "pages": len(pages),
         "workers": config.extract.workers,
         "texts": len(texts),
@@ -348,21 +380,23 @@ async def _nlp_ceiling(texts: list[tuple[str, Any]], config: EnrichConfig) -> di
     from enrich.stages import WorkItem
 
     stage = NLPStage(config=config.nlp)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _tree_cpu_s()
     await stage.open()
-    await stage.ready()  # the workers load their models now, not in the timed part
-    open_s = time.perf_counter() - started
+    await stage.ready()  # the workers load their models now, not on the clock
+    open_s, open_cpu_s = time.perf_counter() - started, _tree_cpu_s() - cpu_started
     items = [WorkItem(record=Record(url=f"text:{i}", text=text, language=lang)) for i, (text, lang) in enumerate(texts)]
     try:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _tree_cpu_s()
         await asyncio.gather(*(stage.process(item) for item in items))
-        duration = time.perf_counter() - started
+        duration, cpu_s = time.perf_counter() - started, _tree_cpu_s() - cpu_started
     finally:
         await stage.close()
     words = sum(len(text[: config.nlp.max_chars].split()) for text, _ in texts)
     return {
         "duration_s": duration,
+        "cpu_s": cpu_s,
         "open_s": open_s,
+        "open_cpu_s": open_cpu_s,
         "texts": len(texts),
         "words": words,
         "executor": config.nlp.executor,
@@ -371,6 +405,15 @@ async def _nlp_ceiling(texts: list[tuple[str, Any]], config: EnrichConfig) -> di
         "backend": config.nlp.backend,
         "model": config.nlp.model_name,
     }
+
+
+def naive_sample(texts: Sequence[tuple[str, Any]], limit: int) -> list[tuple[str, Any]]:
+    """The texts of the naive NLP figure: all of them (``limit`` 0), the NLP stage's own, so their words per second
+    compare like for like; else ``limit`` texts spread evenly over them (the first ones of a corpus can be far
+    shorter than the rest)."""
+    if limit <= 0 or limit >= len(texts):
+        return list(texts)
+    return [texts[i * len(texts) // limit] for i in range(limit)]
 
 
 def _naive_nlp(texts: list[tuple[str, Any]], config: EnrichConfig, limit: int) -> dict[str, Any]:
@@ -382,7 +425,7 @@ def _naive_nlp(texts: list[tuple[str, Any]], config: EnrichConfig, limit: int) -
     nlp = spacy.load(resolve_model(config.nlp.model))
     open_s = time.perf_counter() - started
     nlp.max_length = max(nlp.max_length, 2_000_000)
-    sample = [text[: config.nlp.max_chars] for text, _ in texts[:limit]]
+    sample = [text[: config.nlp.max_chars] for text, _ in naive_sample(texts, limit)]
     started = time.perf_counter()
     for text in sample:
         nlp(text)
@@ -419,11 +462,15 @@ def worker_main(spec_path: Path) -> None:
 
 
 class RSSPoller:
-    """Samples the summed RSS of a process and its descendants until stopped; :attr:`peak_mb` is the highest."""
+    """Samples the summed RSS of a process and its descendants until stopped; :attr:`peak_mb` is the highest.
+
+    It also keeps each process's last CPU time seen: :attr:`cpu_s` is their sum (a process's last 50 ms missed).
+    """
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.peak_mb = 0.0
+        self._cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-poller", daemon=True)
         self._thread.start()
@@ -442,8 +489,10 @@ class RSSPoller:
             except psutil.NoSuchProcess:
                 return
             for proc in procs:
-                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied), proc.oneshot():
                     total += proc.memory_info().rss
+                    times = proc.cpu_times()
+                    self._cpu[proc.pid] = times.user + times.system
             self.peak_mb = max(self.peak_mb, total / 2**20)
             self._stop.wait(RSS_POLL_S)
 
@@ -451,6 +500,15 @@ class RSSPoller:
         self._stop.set()
         self._thread.join(timeout=5)
         return self.peak_mb
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self._cpu.values())
+
+    @property
+    def main_cpu_s(self) -> float:
+        """The run's own process (the engine's event loop or reactor), its workers left out."""
+        return self._cpu.get(self.pid, 0.0)
 
 
 @dataclass
@@ -464,6 +522,14 @@ class RunResult:
     duration_s: float | None = None
     peak_rss_mb: float | None = None
     ru_maxrss_mb: float | None = None
+    cpu_s: float | None = None
+    """CPU seconds of the run's process tree (NLP worker processes included)."""
+    main_cpu_s: float | None = None
+    """CPU seconds of the run's own process alone."""
+    server_cpu_s: float | None = None
+    """CPU seconds the benchmark server spent during the run (it shares the machine's cores)."""
+    idle_s: float | None = None
+    """Core-seconds the machine's cores were idle during the run (the rest went to other processes)."""
     records: dict[str, Any] = field(default_factory=dict)
     engine_stats: dict[str, Any] = field(default_factory=dict)
     server: dict[str, Any] = field(default_factory=dict)
@@ -479,6 +545,10 @@ class RunResult:
             "wall_s": _r(self.wall_s),
             "peak_rss_mb": _r(self.peak_rss_mb, 1),
             "ru_maxrss_mb": _r(self.ru_maxrss_mb, 1),
+            "cpu_s": _r(self.cpu_s),
+            "main_cpu_s": _r(self.main_cpu_s),
+            "server_cpu_s": _r(self.server_cpu_s),
+            "idle_s": _r(self.idle_s),
             "records": self.records,
             "engine_stats": self.engine_stats,
             "server": {k: v for k, v in self.server.items() if k != "timeline"},
@@ -558,7 +628,9 @@ class Runner:
         for stale in (output, result_path):
             stale.unlink(missing_ok=True)
         profile = variant.profile if variant.is_engine else ("full" if "full" in self.args.profile else "extract")
-        config = build_config(self.args, profile, variant.concurrency or max(self.args.concurrency), output)
+        config = build_config(
+            self.args, profile, variant.concurrency or max(self.args.concurrency), output, layout=variant.layout
+        )
         notes: list[str] = []
         if variant.kind.startswith("scrapy"):
             cmd, stats_path = self._scrapy_command(config, variant, output, tag)
@@ -581,6 +653,7 @@ class Runner:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)]
             stats_path = None
         self.server.get("/__bench/reset")
+        server_cpu, idle = self.server.cpu_s(), _idle_s()
         with log_path.open("wb") as log:
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
@@ -593,8 +666,11 @@ class Runner:
                 notes.append(f"killed after {self.args.timeout_s}s")
             wall = time.perf_counter() - started
             peak = poller.stop()
+        server_cpu, idle = self.server.cpu_s() - server_cpu, _idle_s() - idle
         server = self.server.get("/__bench/stats")
         run = RunResult(variant, round_no, ok=code == 0, wall_s=wall, peak_rss_mb=peak, server=server, notes=notes)
+        run.cpu_s, run.server_cpu_s, run.idle_s = poller.cpu_s, server_cpu, idle
+        run.main_cpu_s = poller.main_cpu_s
         if code != 0:
             tail = log_path.read_text(encoding="utf-8", errors="replace")[-1500:]
             run.error = f"exit code {code}; log {log_path}:\n{tail}"
@@ -645,6 +721,14 @@ class Runner:
             # only the sink pipeline: the page goes from the downloader straight to the JSONL file
             cmd += ["-s", "ITEM_PIPELINES=" + json.dumps({SCRAPY_SINK_PIPELINE: 300})]
         return cmd, stats_path
+
+
+def _idle_s() -> float:
+    """Core-seconds every core of the machine has been idle (or waiting on I/O) since boot."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return float(times.idle + getattr(times, "iowait", 0.0))
 
 
 def _read_json(path: Path) -> Any:
@@ -720,15 +804,46 @@ def summarize_ceilings(runs: list[RunResult], n_urls: int) -> dict[str, Any]:
             for key in ("executor", "workers", "batch_size", "pipeline", "backend", "model"):
                 if key in parts[0]:
                     entry[key] = parts[0][key]
+            if all("cpu_s" in p for p in parts):
+                entry["cpu_s"] = _spread([p["cpu_s"] for p in parts])
             if name == "nlp":
                 entry["urls_per_s"] = _scaled(_spread(durations), n_urls)
             out[name] = entry
         out["peak_rss_mb_cpu"] = statistics.median(r.peak_rss_mb or 0 for r in cpu)
+        if all("cpu_s" in e for e in ex):
+            out["extract"]["cpu_s"] = _spread([e["cpu_s"] for e in ex])
+        out["cpu_bound"] = cpu_bound(cpu)
+        if "nlp" in out and "naive_nlp" in out:
+            naive, stage = out["naive_nlp"], out["nlp"]
+            naive["stage_speedup"] = stage["words_per_s"]["median"] / naive["words_per_s"]["median"]
+            naive["same_texts"] = naive["texts"] == stage["texts"]
         out["extract"]["errors"] = first["extract"].get("errors", 0)
     out["notes"] = sorted({note for r in runs if not r.variant.is_engine for note in r.notes})
     failed = [r for r in runs if not r.variant.is_engine and not r.ok]
     out["notes"] += [f"{r.variant.key} round {r.round} failed: {(r.error or '').splitlines()[0]}" for r in failed]
     return out
+
+
+def cpu_bound(cpu_runs: Sequence[RunResult]) -> dict[str, Any] | None:
+    """The full profile's CPU bound: (CPU seconds of the NLP ceiling + those of the extraction ceiling) / cores, per
+    round, the shortest run a pipeline could make whose fetching, JSON and sinks cost nothing. Both ceilings run on
+    the same pages as the engines, in the same round; fetching is left out (plain aiohttp costs far less)."""
+    per_round = [
+        (r.ceilings["extract"]["cpu_s"], r.ceilings["nlp"]["cpu_s"])
+        for r in cpu_runs
+        if "cpu_s" in r.ceilings.get("extract", {}) and "cpu_s" in r.ceilings.get("nlp", {})
+    ]
+    if not per_round:
+        return None
+    cores = os.cpu_count() or 1
+    loads = [r.ceilings["nlp"]["open_cpu_s"] for r in cpu_runs if "open_cpu_s" in r.ceilings.get("nlp", {})]
+    return {
+        "cores": cores,
+        "model_load_cpu_s": statistics.median(loads) if loads else None,
+        "extract_cpu_s": statistics.median(e for e, _ in per_round),
+        "nlp_cpu_s": statistics.median(n for _, n in per_round),
+        "duration_s": _spread([(e + n) / cores for e, n in per_round]),
+    }
 
 
 def profile_ceiling(ceilings: dict[str, Any], profile: str, concurrency: int) -> tuple[float | None, str | None]:
@@ -771,6 +886,9 @@ def summarize(args: argparse.Namespace, runs: list[RunResult], n_urls: int, expe
         fetch_ms = [ms for r in good for ms in r.records.get("_fetch_ms", [])]
         process = [r.records["avg_process_ms"] for r in good if r.records.get("avg_process_ms") is not None]
         ceiling, bottleneck = profile_ceiling(ceilings, variant.profile, variant.concurrency)
+        bound = ceilings.get("cpu_bound")
+        bound_s = bound["duration_s"]["median"] if bound and variant.profile == "full" else None
+        durations_median = statistics.median(durations) if durations else None
         throughput = _scaled(_spread(durations), n_urls)
         notes = sorted({note for r in group for note in r.notes})
         history = next((h for r in good if (h := _concurrency_history(r.engine_stats))), None)
@@ -793,6 +911,21 @@ def summarize(args: argparse.Namespace, runs: list[RunResult], n_urls: int, expe
                 "ceiling_urls_per_s": ceiling,
                 "ceiling_step": bottleneck,
                 "efficiency": throughput["median"] / ceiling if throughput and ceiling else None,
+                "cpu_bound_s": bound_s,
+                "cpu_bound_ratio": bound_s / durations_median if bound_s and durations_median else None,
+                "cpu_s": _r(statistics.median(r.cpu_s for r in good if r.cpu_s is not None), 2)
+                if any(r.cpu_s is not None for r in good)
+                else None,
+                "server_cpu_s": _r(statistics.median(r.server_cpu_s for r in good if r.server_cpu_s is not None), 2)
+                if any(r.server_cpu_s is not None for r in good)
+                else None,
+                "main_cpu_s": _r(statistics.median(r.main_cpu_s for r in good if r.main_cpu_s is not None), 2)
+                if any(r.main_cpu_s is not None for r in good)
+                else None,
+                "idle_s": _r(statistics.median(r.idle_s for r in good if r.idle_s is not None), 2)
+                if any(r.idle_s is not None for r in good)
+                else None,
+                "nlp_cache": _cache_figures(good),
                 "success_rate": statistics.median(r.records.get("success_rate", 0) for r in good) if good else 0.0,
                 "expected_success_rate": round(expected, 4),
                 "record_errors": record_errors,
@@ -833,6 +966,15 @@ def summarize(args: argparse.Namespace, runs: list[RunResult], n_urls: int, expe
     }
 
 
+def _cache_figures(runs: Sequence[RunResult]) -> dict[str, Any] | None:
+    """The NLP cache's hits and misses in the engines' own stats (last run), when the run analyzed anything."""
+    for run in reversed(runs):
+        stats = run.engine_stats
+        if "nlp_cache_misses" in stats or "nlp_cache_hits" in stats:
+            return {k: stats.get(k, 0) for k in ("nlp_cache_hits", "nlp_cache_misses")}
+    return None
+
+
 def _public(records: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in records.items() if not k.startswith("_")}
 
@@ -853,6 +995,7 @@ def _meta(args: argparse.Namespace, n_urls: int) -> dict[str, Any]:
         "error_rate": args.error_rate,
         "aimd": args.aimd,
         "extract_workers": args.extract_workers,
+        "extract_executor": args.extract_executor,
         "nlp_executor": args.nlp_executor,
         "nlp_workers": args.nlp_workers,
         "machine": {
@@ -888,8 +1031,9 @@ def render_table(report: dict[str, Any]) -> str:
         "",
     ]
     header = (
-        f"{'configuration':<22} {'duration s med [min-max]':<24} {'URLs/s med [min-max]':<24} {'vs scrapy':>9} "
-        f"{'ceiling':>13} {'eff.':>6} {'success':>8} {'fetch p50/p95 ms':>17} {'proc ms':>8} {'RSS MB':>7}"
+        f"{'configuration':<30} {'duration s med [min-max]':<24} {'URLs/s med [min-max]':<24} {'vs scrapy':>9} "
+        f"{'ceiling':>13} {'eff.':>6} {'CPU bnd':>7} {'success':>8} {'fetch p50/p95 ms':>17} {'proc ms':>8} "
+        f"{'RSS MB':>7}"
     )
     lines += [header, "-" * len(header)]
     for c in report["configurations"]:
@@ -897,11 +1041,13 @@ def render_table(report: dict[str, Any]) -> str:
         eff = f"{c['efficiency']:.0%}" if c["efficiency"] else "-"
         ceiling = f"{c['ceiling_urls_per_s']:.4g} {c['ceiling_step']}" if c["ceiling_urls_per_s"] else "-"
         fetch = f"{_fmt(c['fetch_p50_ms'], '.0f')}/{_fmt(c['fetch_p95_ms'], '.0f')}"
+        bound = f"{c['cpu_bound_ratio']:.0%}" if c.get("cpu_bound_ratio") else "-"
         lines.append(
-            f"{c['key']:<22} {_fmt_spread(c['duration_s'], '.2f'):<24} {_fmt_spread(c['throughput_urls_per_s']):<24} "
-            f"{speed:>9} {ceiling:>13} {eff:>6} {c['success_rate']:>8.1%} {fetch:>17} "
+            f"{c['key']:<30} {_fmt_spread(c['duration_s'], '.2f'):<24} {_fmt_spread(c['throughput_urls_per_s']):<24} "
+            f"{speed:>9} {ceiling:>13} {eff:>6} {bound:>7} {c['success_rate']:>8.1%} {fetch:>17} "
             f"{_fmt(c['avg_process_ms'], '.0f'):>8} {_fmt(c['peak_rss_mb'], '.0f'):>7}"
         )
+        lines.extend(_cpu_lines(c, report["meta"]["machine"]["cpus"], report["ceilings"].get("cpu_bound")))
         if c["failed_runs"]:
             lines.append(f"    ! {c['failed_runs']} run(s) failed: {c['errors'][0].splitlines()[0]}")
         if c["efficiency"] and c["efficiency"] > 1.05:
@@ -940,14 +1086,53 @@ def render_table(report: dict[str, Any]) -> str:
         )
     if "naive_nlp" in ceil:
         n = ceil["naive_nlp"]
+        texts = "the NLP stage's texts" if n.get("same_texts") else f"{n['texts']} of the NLP stage's texts"
+        speedup = f"; the NLP stage is {n['stage_speedup']:.2f}x faster" if n.get("stage_speedup") else ""
         lines.append(
-            f"  naive NLP (full pipeline {'+'.join(n['pipeline'])}, 1 thread, nlp() per page, {n['texts']} pages): "
-            f"{_fmt_spread(n['words_per_s'], '.0f')} words/s, {_fmt_spread(n['pages_per_s'])} pages/s"
+            f"  naive NLP (full pipeline {'+'.join(n['pipeline'])}, 1 thread, nlp() per page, {texts}): "
+            f"{_fmt_spread(n['words_per_s'], '.0f')} words/s, {_fmt_spread(n['pages_per_s'])} pages/s{speedup}"
+        )
+    bound = ceil.get("cpu_bound")
+    if bound:
+        load = bound.get("model_load_cpu_s")
+        lines.append(
+            f"  CPU bound of the full profile: (NLP {bound['nlp_cpu_s']:.1f} CPU-s + extraction "
+            f"{bound['extract_cpu_s']:.1f} CPU-s) / {bound['cores']} cores = "
+            f"{_fmt_spread(bound['duration_s'], '.2f')} s"
+            + (f" (starting the NLP workers, left out: {load:.1f} CPU-s)" if load is not None else "")
         )
     notes = sorted({note for c in report["configurations"] for note in c["notes"]}) + ceil.get("notes", [])
     if notes:
         lines += ["", "Notes:", *(f"  - {note}" for note in notes)]
     return "\n".join(lines)
+
+
+def _cpu_lines(conf: dict[str, Any], cores: int, bound: dict[str, Any] | None = None) -> list[str]:
+    """Where a full-profile run's core-seconds went, against its CPU bound: the engine's process tree, the server,
+    the cores' idle time, and the rest (other processes on a shared machine). The run's wall time covers process
+    start-up too, so these add up to a little more than duration x cores."""
+    if not conf.get("cpu_bound_s") or conf.get("cpu_s") is None or not conf["duration_s"]:
+        return []
+    core_s = conf["duration_s"]["median"] * cores
+    engine, server, idle = conf["cpu_s"], conf.get("server_cpu_s") or 0.0, conf.get("idle_s")
+    cache = conf.get("nlp_cache") or {}
+    hits = f"; NLP cache {cache['nlp_cache_hits']} hit(s) / {cache['nlp_cache_misses']} miss(es)" if cache else ""
+    rest = f"idle {idle:.1f}, other processes {max(core_s - engine - server - idle, 0):.1f}" if idle is not None else ""
+    load = (bound or {}).get("model_load_cpu_s")
+    extra = engine - conf["cpu_bound_s"] * cores
+    overhead = (
+        f"    engine CPU over the bound's: {extra:.1f} CPU-s, of which starting the NLP workers (spawn, imports, "
+        f"model load; the NLP ceiling's) {load:.1f}"
+        if load is not None
+        else ""
+    )
+    return [
+        f"    CPU bound {conf['cpu_bound_s']:.2f} s ({conf['cpu_bound_s'] * cores:.1f} CPU-s); of {core_s:.1f} "
+        f"core-s: engine {engine:.1f} CPU-s (its own process {conf.get('main_cpu_s') or 0:.1f}; the bound's CPU is "
+        f"{conf['cpu_bound_s'] * cores / engine:.0%} of it), "
+        f"server {server:.1f}, {rest}{hits}",
+        *([overhead] if overhead else []),
+    ]
 
 
 def write_plot(report: dict[str, Any], path: Path) -> None:
@@ -1105,6 +1290,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     engine.add_argument("--retries", type=int, help="fetch.retries (default: the config's)")
     engine.add_argument("--backoff-base-s", type=float, help="fetch.backoff_base_s (default: the config's)")
     engine.add_argument("--extract-workers", type=int, default=1, help="extraction threads (default 1)")
+    engine.add_argument(
+        "--extract-executor",
+        type=_csv(str, ("thread", "process")),
+        help="extract.executor (default: the config's); thread,process runs both layouts in every round, alternated",
+    )
     engine.add_argument("--nlp-executor", choices=("thread", "process"), default="thread")
     engine.add_argument("--nlp-workers", type=int, default=1)
     engine.add_argument("--nlp-batch-size", type=int, help="nlp.batch_size (default: the config's)")
@@ -1120,7 +1310,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     out.add_argument("--workdir", type=Path, help="keep run files here (default: a temporary folder)")
     out.add_argument("--keep-outputs", action="store_true", help="keep every run's JSONL output in the workdir")
-    out.add_argument("--naive-pages", type=int, default=50, help="pages for the naive NLP figure (default 50)")
+    out.add_argument(
+        "--naive-pages",
+        type=int,
+        default=0,
+        help="texts for the naive NLP figure: 0 (default) all of the NLP stage's, N an even sample of them",
+    )
     out.add_argument("--no-ceilings", action="store_true", help="skip the ceilings (no efficiency column)")
     out.add_argument("--timeout-s", type=float, default=3600, help="limit per run")
     out.add_argument("--scrapy-log-level", default="WARNING")
@@ -1146,8 +1341,14 @@ def plan(args: argparse.Namespace) -> list[Variant]:
     for concurrency in args.concurrency:
         if not args.no_ceilings:
             variants.append(Variant("ceiling-fetch", "-", concurrency))
+        layouts = args.extract_executor if args.extract_executor and len(args.extract_executor) > 1 else [""]
         for profile in args.profile:
-            variants.extend(Variant(engine, profile, concurrency) for engine in args.engines if engine != "none")
+            for engine in args.engines:
+                if engine != "none":
+                    variants.extend(
+                        Variant(engine, profile, concurrency, layout if profile != "fetch" else "")
+                        for layout in dict.fromkeys(layouts if profile != "fetch" else [""])
+                    )
     if not args.no_ceilings and any(p != "fetch" for p in args.profile):
         variants.insert(0, Variant("ceiling-cpu", "-", 0))
     return variants
@@ -1211,21 +1412,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         say(f"plot written to {args.plot}")
     if args.report is not None:
-        write_html_report(runs, args.report)
+        write_html_report(runs, args.report, report["ceilings"].get("cpu_bound"))
         say(f"HTML report written to {args.report}")
     failed = sum(c["failed_runs"] for c in report["configurations"])
     return 1 if failed else 0
 
 
-def write_html_report(runs: Sequence[RunResult], path: Path) -> None:
-    """The engines' own run reports (:mod:`enrich.report`), one section per engine run, from their stats."""
+def write_html_report(runs: Sequence[RunResult], path: Path, bound: dict[str, Any] | None = None) -> None:
+    """The engines' own run reports (:mod:`enrich.report`), one section per engine run, from their stats; a full
+    profile run's title gives its duration against the CPU bound of the same rounds."""
     from enrich.report import render_reports
 
-    sections = [
-        (f"{run.variant.key}, round {run.round}", run.engine_stats)
-        for run in runs
-        if run.variant.is_engine and run.engine_stats
-    ]
+    def title(run: RunResult) -> str:
+        text = f"{run.variant.key}, round {run.round}"
+        if bound is not None and run.variant.profile == "full" and run.duration_s:
+            bound_s = bound["duration_s"]["median"]
+            text += f": {bound_s / run.duration_s:.0%} of the CPU bound ({bound_s:.1f} s in {run.duration_s:.1f} s)"
+        return text
+
+    sections = [(title(run), run.engine_stats) for run in runs if run.variant.is_engine and run.engine_stats]
     path.write_text(render_reports(sections, title="Enrichment benchmark"), encoding="utf-8")
 
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from scrapy import Spider
     from scrapy.crawler import Crawler
 
+    from enrich.extract.stage import ExtractStage
+    from enrich.nlp import NLPStage
     from enrich.stages import Stage
 
 __all__ = ["CrawlJob", "job_of"]
@@ -36,6 +38,8 @@ class CrawlJob:
     state: CrawlState | None
     admission: InputAdmission
     stages: list[Stage] = field(default_factory=list)
+    enrichment: tuple[ExtractStage, NLPStage] | None = None
+    """Its extraction and NLP stages, built together (they may share worker processes)."""
     feed: QueueFeed | None = None
     gate: RedisSiteGate | None = None
     jsonl: bool = True

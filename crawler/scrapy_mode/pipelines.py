@@ -29,9 +29,7 @@ from crawler.scrapy_mode.middlewares import POLICY_STATS
 from crawler.scrapy_mode.retry import last_outcome_record
 from crawler.scrapy_mode.scheduler import scheduler_of
 from enrich.errors import SinkError
-from enrich.extract.stage import ExtractStage
-from enrich.nlp import NLPStage
-from enrich.pipeline import build_sink_stage, build_sinks, run_figures
+from enrich.pipeline import build_enrichment, build_sink_stage, build_sinks, run_figures
 from enrich.record import dumps_record
 from enrich.stages import WorkItem, run_stage
 from enrich.stats import RunStats
@@ -42,6 +40,8 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
     from enrich.config import EnrichConfig
+    from enrich.extract.stage import ExtractStage
+    from enrich.nlp import NLPStage
     from enrich.stages import Stage
     from enrich.state import CrawlState
 
@@ -72,10 +72,14 @@ class StagePipeline:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         """Read the settings once into an :class:`EnrichConfig` and build the stage from it."""
-        job = job_of(crawler)
-        stage = cls.build_stage(run_of(crawler).config, job.state)
-        job.stages.append(stage)
+        stage = cls.stage_for(crawler)
+        job_of(crawler).stages.append(stage)
         return cls(stage=stage)
+
+    @classmethod
+    def stage_for(cls, crawler: Crawler) -> Stage:
+        """The stage this pipeline runs: :meth:`build_stage` from the crawler's config and state."""
+        return cls.build_stage(run_of(crawler).config, job_of(crawler).state)
 
     @classmethod
     def build_stage(cls, config: EnrichConfig, state: CrawlState | None) -> Stage:
@@ -95,20 +99,29 @@ class StagePipeline:
         await self.stage.close()
 
 
+def enrichment_of(crawler: Crawler) -> tuple[ExtractStage, NLPStage]:
+    """The crawler's extraction and NLP stages, built together once (:func:`enrich.pipeline.build_enrichment`:
+    extraction may run in the NLP stage's worker processes)."""
+    job = job_of(crawler)
+    if job.enrichment is None:
+        job.enrichment = build_enrichment(run_of(crawler).config, state=job.state)
+    return job.enrichment
+
+
 class ExtractPipeline(StagePipeline):
     """Text and metadata from the fetched body (HTML, PDF, images)."""
 
     @classmethod
-    def build_stage(cls, config: EnrichConfig, state: CrawlState | None) -> Stage:
-        return ExtractStage(config=config.extract, state=state)
+    def stage_for(cls, crawler: Crawler) -> Stage:
+        return enrichment_of(crawler)[0]
 
 
 class NLPPipeline(StagePipeline):
     """Entities, keywords, summary and language; a no-op with ``nlp=off``. spaCy runs in the stage's own executor."""
 
     @classmethod
-    def build_stage(cls, config: EnrichConfig, state: CrawlState | None) -> Stage:
-        return NLPStage(config=config.nlp, store=state)
+    def stage_for(cls, crawler: Crawler) -> Stage:
+        return enrichment_of(crawler)[1]
 
 
 class SinkPipeline(StagePipeline):

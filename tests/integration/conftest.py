@@ -14,10 +14,12 @@ Routes (``{key}`` keeps per-test state apart, so tests sharing the server do not
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -208,3 +210,20 @@ def redis_url() -> Iterator[str]:
         yield url
     finally:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def tripwire_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The tripwire pipeline (``nlp_tripwire.py``) as an installed model package, on the ``sys.path`` that spawned
+    NLP workers inherit: real worker processes with a model that loads in no time."""
+    from nlp_tripwire import PACKAGE
+
+    root = tmp_path / "site"
+    package = root / PACKAGE
+    package.mkdir(parents=True)
+    shutil.copyfile(Path(__file__).with_name("nlp_tripwire.py"), package / "__init__.py")
+    dist_info = root / f"{PACKAGE}-0.0.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: 0.0.0\n")
+    monkeypatch.syspath_prepend(str(root))
+    return PACKAGE

@@ -29,7 +29,7 @@ def test_benchmark_runs_both_engines_and_writes_a_complete_report(tmp_path: Path
         sys.executable,
         str(TOOL),
         *("--urls", str(URLS), "--runs", "1", "--engines", "async,scrapy", "--profile", "fetch,full"),
-        *("--concurrency", str(CONCURRENCY), "--page-bytes", "2500", "--latency-ms", "5", "--naive-pages", "4"),
+        *("--concurrency", str(CONCURRENCY), "--page-bytes", "2500", "--latency-ms", "5"),
         *("--json", str(report_path), "--plot", str(plot_path), "--workdir", str(tmp_path / "work"), "--quiet"),
         *("--report", str(html_path)),
     ]
@@ -70,10 +70,26 @@ def test_benchmark_runs_both_engines_and_writes_a_complete_report(tmp_path: Path
         assert ceilings[name]["words_per_s"]["median"] > 0, name
         assert ceilings[name]["pages_per_s"]["median"] > 0, name
     assert "ner" in ceilings["naive_nlp"]["pipeline"]
+    assert ceilings["naive_nlp"]["same_texts"]  # the naive figure reads the NLP stage's texts
+    assert ceilings["naive_nlp"]["stage_speedup"] > 0
+    bound = ceilings["cpu_bound"]
+    assert bound["extract_cpu_s"] > 0
+    assert bound["nlp_cpu_s"] > 0
+    assert bound["duration_s"]["median"] > 0
+    for key, conf in configurations.items():
+        if conf["profile"] == "full":
+            assert conf["cpu_bound_s"] == bound["duration_s"]["median"], key
+            assert conf["cpu_bound_ratio"] > 0, key
+            assert conf["cpu_s"] > 0, key
+            assert conf["nlp_cache"]["nlp_cache_misses"] > 0, key
+        else:
+            assert conf["cpu_bound_ratio"] is None, key
+    assert "CPU bound of the full profile" in done.stdout
     assert plot_path.stat().st_size > 0
     html = html_path.read_text(encoding="utf-8")
     for key in expected:  # one section per engine run, each with its plots and per-stage breakdown
         assert f"{key}, round 1" in html, key
+    assert f"async/full/c{CONCURRENCY}, round 1: " in html  # its duration against the CPU bound
     assert html.count(">Where the time goes</h2>") == len(expected)
 
 

@@ -11,36 +11,24 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import shutil
 import signal
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from nlp_tripwire import FAIL_LOAD_ENV, PACKAGE
+from nlp_tripwire import FAIL_LOAD_ENV
 
 from enrich.config import NLPConfig
 from enrich.nlp import NLPStage
 from enrich.record import Entity, Record
 from enrich.stages import StageChain, WorkItem
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 pytestmark = pytest.mark.slow
 
 BERGEN = [Entity("Bergen", "GPE", 1)]
-
-
-@pytest.fixture
-def tripwire_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The tripwire pipeline as an installed model package, on the ``sys.path`` that spawned workers inherit."""
-    root = tmp_path / "site"
-    package = root / PACKAGE
-    package.mkdir(parents=True)
-    shutil.copyfile(Path(__file__).with_name("nlp_tripwire.py"), package / "__init__.py")
-    dist_info = root / f"{PACKAGE}-0.0.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: 0.0.0\n")
-    monkeypatch.syspath_prepend(str(root))
-    return PACKAGE
 
 
 def stage_for(model: str, *, workers: int, batch_size: int) -> NLPStage:

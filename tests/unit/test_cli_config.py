@@ -257,3 +257,17 @@ def test_contradicting_engine_flags_are_refused() -> None:
     args = build_parser().parse_args(["--engine", "scrapy", "--async-enrichment", "-i", "urls.txt"])
     with pytest.raises(ConfigError, match="--engine scrapy contradicts --async-enrichment"):
         _check_args(args)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--extract-executor", "process"], ("process", "trafilatura")),
+        (["--extract-backend", "resiliparse", "--extract-executor", "thread"], ("thread", "resiliparse")),
+    ],
+)
+def test_extraction_flags_reach_the_config(flags: list[str], expected: tuple[str, str]) -> None:
+    from crawler.cli import _load_settings
+
+    settings = _load_settings(build_parser().parse_args([*flags, "--env", "development"]))
+    assert (settings.enrich.extract.executor, settings.enrich.extract.backend) == expected
