@@ -8,27 +8,22 @@ by field, timings aside (the helpers of ``test_parity_site.py``).
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
-from scrapy import signals
-from scrapy.crawler import Crawler
-from scrapy.settings import Settings
 
 from crawler import run_async_enrichment
 from crawler.demo import make_pdf
 from crawler.localsite import ServerThread
-from crawler.scrapy_mode.spiders.enrich import EnrichSpider
 from enrich.config import EnrichConfig
 from enrich.pipeline import build_enrichment
 from enrich.record import FetchedPage
 from enrich.sinks import MemorySink
 from enrich.stages import StageChain, WorkItem
 from tests.integration.conftest import article
-from tests.integration.test_parity_site import comparable
+from tests.integration.test_parity_site import comparable, scrapy_items
 from tests.reactor import in_reactor
 
 if TYPE_CHECKING:
@@ -85,18 +80,8 @@ async def crawl_scrapy(tmp_path: Path, overrides: dict[str, Any]) -> tuple[dict[
     with ServerThread(site_app) as server:
         input_file, stats_file = tmp_path / "urls.txt", tmp_path / "stats.json"
         input_file.write_text("".join(f"{server.url}{path}\n" for path in PATHS), encoding="utf-8")
-        settings = Settings()
-        settings.setmodule("crawler.scrapy_mode.settings", priority="project")
-        settings.setdict({"LOG_LEVEL": "WARNING", "ENRICH_CONFIG": overrides}, priority="cmdline")
-        crawler = Crawler(EnrichSpider, settings)
-        items: list[dict[str, Any]] = []
-
-        def collect(item: dict[str, Any]) -> None:
-            items.append(item)
-
-        crawler.signals.connect(collect, signal=signals.item_scraped, weak=False)
-        await crawler.crawl_async(input=str(input_file), stats_file=str(stats_file))
-        return comparable(items, server.url), json.loads(stats_file.read_text(encoding="utf-8"))
+        items, stats = await scrapy_items(input_file, stats_file, overrides)
+        return comparable(items, server.url), stats
 
 
 def assert_same(actual: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]) -> None:

@@ -120,18 +120,28 @@ async def crawl_scrapy(tmp_path: Path, refused: str) -> tuple[dict[str, dict[str
     with ServerThread(site_app) as server:
         input_file, stats_file = tmp_path / "urls.txt", tmp_path / "stats.json"
         input_file.write_text("\n".join(inputs(server.url, refused)) + "\n", encoding="utf-8")
-        settings = Settings()
-        settings.setmodule("crawler.scrapy_mode.settings", priority="project")
-        settings.setdict({"LOG_LEVEL": "WARNING", "ENRICH_CONFIG": CONFIG}, priority="cmdline")
-        crawler = Crawler(EnrichSpider, settings)
-        items: list[dict[str, Any]] = []
+        items, stats = await scrapy_items(input_file, stats_file, CONFIG)
+        return comparable(items, server.url), stats
 
-        def collect(item: dict[str, Any]) -> None:
-            items.append(item)
 
-        crawler.signals.connect(collect, signal=signals.item_scraped, weak=False)
-        await crawler.crawl_async(input=str(input_file), stats_file=str(stats_file))
-        return comparable(items, server.url), json.loads(stats_file.read_text(encoding="utf-8"))
+async def scrapy_items(
+    input_file: Path, stats_file: Path, config: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The enrich spider in this process (a real Crawler) over ``input_file`` with ``config`` (``ENRICH_CONFIG``):
+    the items it scraped and its stats file."""
+    settings = Settings()
+    settings.setmodule("crawler.scrapy_mode.settings", priority="project")
+    settings.setdict({"LOG_LEVEL": "WARNING", "ENRICH_CONFIG": config}, priority="cmdline")
+    crawler = Crawler(EnrichSpider, settings)
+    items: list[dict[str, Any]] = []
+
+    def collect(item: dict[str, Any]) -> None:
+        items.append(item)
+
+    crawler.signals.connect(collect, signal=signals.item_scraped, weak=False)
+    await crawler.crawl_async(input=str(input_file), stats_file=str(stats_file))
+    with open(stats_file, encoding="utf-8") as handle:  # noqa: ASYNC230 - a small file, after the crawl
+        return items, json.load(handle)
 
 
 @in_reactor
