@@ -196,10 +196,10 @@ def demo_crawl(tmp_path_factory: pytest.TempPathFactory, site: str, refused_url:
 # --- the command line -----------------------------------------------------------------------------------------------
 
 
-def test_scrapy_list_prints_enrich() -> None:
+def test_scrapy_list_prints_the_project_spiders() -> None:
     result = run_scrapy("list")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["enrich"]
+    assert result.stdout.split() == ["discover", "enrich"]
 
 
 @pytest.mark.parametrize(
