@@ -558,6 +558,12 @@ class RunResult:
         }
 
 
+def _median_of(runs: list[RunResult], name: str) -> float | None:
+    """The median of the runs' figure ``name`` where they have one (2 decimals); ``None`` if none has it."""
+    values = [value for r in runs if (value := getattr(r, name)) is not None]
+    return _r(statistics.median(values), 2) if values else None
+
+
 def _r(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -913,18 +919,10 @@ def summarize(args: argparse.Namespace, runs: list[RunResult], n_urls: int, expe
                 "efficiency": throughput["median"] / ceiling if throughput and ceiling else None,
                 "cpu_bound_s": bound_s,
                 "cpu_bound_ratio": bound_s / durations_median if bound_s and durations_median else None,
-                "cpu_s": _r(statistics.median(r.cpu_s for r in good if r.cpu_s is not None), 2)
-                if any(r.cpu_s is not None for r in good)
-                else None,
-                "server_cpu_s": _r(statistics.median(r.server_cpu_s for r in good if r.server_cpu_s is not None), 2)
-                if any(r.server_cpu_s is not None for r in good)
-                else None,
-                "main_cpu_s": _r(statistics.median(r.main_cpu_s for r in good if r.main_cpu_s is not None), 2)
-                if any(r.main_cpu_s is not None for r in good)
-                else None,
-                "idle_s": _r(statistics.median(r.idle_s for r in good if r.idle_s is not None), 2)
-                if any(r.idle_s is not None for r in good)
-                else None,
+                "cpu_s": _median_of(good, "cpu_s"),
+                "server_cpu_s": _median_of(good, "server_cpu_s"),
+                "main_cpu_s": _median_of(good, "main_cpu_s"),
+                "idle_s": _median_of(good, "idle_s"),
                 "nlp_cache": _cache_figures(good),
                 "success_rate": statistics.median(r.records.get("success_rate", 0) for r in good) if good else 0.0,
                 "expected_success_rate": round(expected, 4),
