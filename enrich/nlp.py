@@ -255,17 +255,23 @@ def _worker_analyzer(config: NLPConfig) -> TextAnalyzer:
 
 def _analyze_in_worker(
     config: NLPConfig, texts: list[str], languages: list[str | None]
-) -> tuple[list[NLPResult], float]:
-    """A batch's results and the seconds the worker spent on them: a worker process reports its own time to the
-    parent with its results (what the parent measures also holds the hand-over to the process)."""
-    started = time.perf_counter()
+) -> tuple[list[NLPResult], float, float]:
+    """A batch's results, the seconds the worker spent on them and the CPU-seconds its thread used: a worker
+    process reports its own time to the parent with its results (what the parent measures also holds the hand-over
+    to the process); wall over CPU shows a worker kept off a core by other work."""
+    started, cpu_started = time.perf_counter(), time.thread_time()
     results = _worker_analyzer(config).analyze(texts, languages)
-    return results, time.perf_counter() - started
+    return results, time.perf_counter() - started, time.thread_time() - cpu_started
 
 
 def _init_worker(config: NLPConfig) -> None:
     """Executor initializer: each worker thread or process loads its model once, at start (idempotent)."""
     _worker_analyzer(config)
+
+
+WORKER_PRELOAD = ("enrich.pipeline", "spacy")
+"""What a worker process needs, imported once by the fork server (:mod:`enrich.nlp_pool`): the model's library,
+and the extractors, which run in the NLP workers with ``extract.executor: process``."""
 
 
 _Pending = tuple[str, "str | None", "asyncio.Future[tuple[NLPResult, float]]"]
@@ -286,6 +292,7 @@ class NLPStage:
         words: words analyzed.
         busy_s: seconds spent in batches that succeeded (as the stage waited for them).
         compute_s: seconds the workers spent in those batches (as the workers measured them).
+        compute_cpu_s: CPU-seconds the workers used in those batches.
         batches: batches that succeeded.
         worker_death_errors: records that failed because worker processes died (twice on their batch, or no fresh
             pool could start).
@@ -299,7 +306,12 @@ class NLPStage:
         self.cache: NLPCache | None = None
         """Analyses by content (:mod:`enrich.nlp_cache`), kept in ``store`` across runs when one is given."""
         self._pool = WorkerPool(
-            kind=config.executor, workers=config.workers, initializer=_init_worker, initargs=(config,), name=self.name
+            kind=config.executor,
+            workers=config.workers,
+            initializer=_init_worker,
+            initargs=(config,),
+            name=self.name,
+            preload=WORKER_PRELOAD,
         )
         self._queue: asyncio.Queue[_Pending] | None = None
         self._dispatcher: asyncio.Task[None] | None = None
@@ -309,6 +321,7 @@ class NLPStage:
         self.words = 0
         self.busy_s = 0.0
         self.compute_s = 0.0
+        self.compute_cpu_s = 0.0
         self.batches = 0
         self.worker_death_errors = 0
 
@@ -481,7 +494,7 @@ class NLPStage:
         texts = [text for text, _, _ in batch]
         started = time.perf_counter()
         try:
-            results, compute_s = await self._pool.run(
+            results, compute_s, compute_cpu_s = await self._pool.run(
                 _analyze_in_worker, self._config, texts, [lang for _, lang, _ in batch]
             )
         except WorkerDeathError as exc:  # the pool has logged the deaths, with their exit codes
@@ -494,6 +507,7 @@ class NLPStage:
         else:
             self.busy_s += time.perf_counter() - started
             self.compute_s += compute_s
+            self.compute_cpu_s += compute_cpu_s
             self.batches += 1
             self.words += sum(len(t[: self._config.max_chars].split()) for t in texts)
             for (_, _, future), result in zip(batch, results, strict=True):

@@ -142,6 +142,7 @@ def run_figures(stages: Sequence[Stage], state: CrawlState | None) -> dict[str, 
         if getattr(stage, "batches", 0):
             figures["nlp_batches"] = getattr(stage, "batches", 0)
             figures["nlp_compute_s"] = round(getattr(stage, "compute_s", 0.0), 3)
+            figures["nlp_compute_cpu_s"] = round(getattr(stage, "compute_cpu_s", 0.0), 3)
         if getattr(stage, "worker_restarts", 0):
             figures["nlp_worker_restarts"] = getattr(stage, "worker_restarts", 0)
             figures["nlp_worker_death_errors"] = getattr(stage, "worker_death_errors", 0)

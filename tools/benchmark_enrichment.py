@@ -59,8 +59,10 @@ ENGINES = ("async", "scrapy", "async-state", "scrapy-state")
 """The ``-state`` variants keep a crawl state (enrich.state) in the run's folder: what durability costs."""
 PROFILES = ("fetch", "extract", "full")
 PROFILE_STEPS = {"fetch": ("fetch",), "extract": ("fetch", "extract"), "full": ("fetch", "extract", "nlp")}
-RSS_POLL_S = 0.05
-"""How often the process tree of a run is sampled for its resident memory."""
+RSS_POLL_S = (0.05, 0.25)
+"""How often the process tree of a run is sampled for its resident memory and CPU: often in its first seconds (a
+short run's figures), then seldom: sampling four processes 20 times a second took 4 % of a core from the run."""
+RSS_POLL_FAST_S = 2.0
 SCRAPY_SINK_PIPELINE = "crawler.scrapy_mode.pipelines.SinkPipeline"
 """Scrapy mode's last item pipeline; alone, it makes Scrapy's fetch profile (no extraction, no NLP)."""
 PREFETCH_CONCURRENCY = 50
@@ -482,6 +484,7 @@ class RSSPoller:
             root = psutil.Process(self.pid)
         except psutil.NoSuchProcess:
             return
+        started = time.perf_counter()
         while not self._stop.is_set():
             total = 0
             try:
@@ -494,7 +497,7 @@ class RSSPoller:
                     times = proc.cpu_times()
                     self._cpu[proc.pid] = times.user + times.system
             self.peak_mb = max(self.peak_mb, total / 2**20)
-            self._stop.wait(RSS_POLL_S)
+            self._stop.wait(RSS_POLL_S[time.perf_counter() - started > RSS_POLL_FAST_S])
 
     def stop(self) -> float:
         self._stop.set()
@@ -530,6 +533,8 @@ class RunResult:
     """CPU seconds the benchmark server spent during the run (it shares the machine's cores)."""
     idle_s: float | None = None
     """Core-seconds the machine's cores were idle during the run (the rest went to other processes)."""
+    steal_s: float | None = None
+    """Core-seconds the hypervisor gave to other guests during the run."""
     records: dict[str, Any] = field(default_factory=dict)
     engine_stats: dict[str, Any] = field(default_factory=dict)
     server: dict[str, Any] = field(default_factory=dict)
@@ -549,6 +554,7 @@ class RunResult:
             "main_cpu_s": _r(self.main_cpu_s),
             "server_cpu_s": _r(self.server_cpu_s),
             "idle_s": _r(self.idle_s),
+            "steal_s": _r(self.steal_s),
             "records": self.records,
             "engine_stats": self.engine_stats,
             "server": {k: v for k, v in self.server.items() if k != "timeline"},
@@ -560,8 +566,17 @@ class RunResult:
 
 def _median_of(runs: list[RunResult], name: str) -> float | None:
     """The median of the runs' figure ``name`` where they have one (2 decimals); ``None`` if none has it."""
-    values = [value for r in runs if (value := getattr(r, name)) is not None]
-    return _r(statistics.median(values), 2) if values else None
+    return _median([getattr(r, name) for r in runs])
+
+
+def _median_stat(runs: list[RunResult], name: str) -> float | None:
+    """The median of the engine's own figure ``name`` (its stats) in the runs that report it."""
+    return _median([r.engine_stats.get(name) for r in runs])
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [value for value in values if isinstance(value, int | float)]
+    return _r(statistics.median(present), 2) if present else None
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
@@ -659,7 +674,7 @@ class Runner:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)]
             stats_path = None
         self.server.get("/__bench/reset")
-        server_cpu, idle = self.server.cpu_s(), _idle_s()
+        server_cpu, (idle, steal) = self.server.cpu_s(), _core_times()
         with log_path.open("wb") as log:
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
@@ -672,10 +687,11 @@ class Runner:
                 notes.append(f"killed after {self.args.timeout_s}s")
             wall = time.perf_counter() - started
             peak = poller.stop()
-        server_cpu, idle = self.server.cpu_s() - server_cpu, _idle_s() - idle
+        idle_after, steal_after = _core_times()
+        server_cpu, idle, steal = self.server.cpu_s() - server_cpu, idle_after - idle, steal_after - steal
         server = self.server.get("/__bench/stats")
         run = RunResult(variant, round_no, ok=code == 0, wall_s=wall, peak_rss_mb=peak, server=server, notes=notes)
-        run.cpu_s, run.server_cpu_s, run.idle_s = poller.cpu_s, server_cpu, idle
+        run.cpu_s, run.server_cpu_s, run.idle_s, run.steal_s = poller.cpu_s, server_cpu, idle, steal
         run.main_cpu_s = poller.main_cpu_s
         if code != 0:
             tail = log_path.read_text(encoding="utf-8", errors="replace")[-1500:]
@@ -729,12 +745,13 @@ class Runner:
         return cmd, stats_path
 
 
-def _idle_s() -> float:
-    """Core-seconds every core of the machine has been idle (or waiting on I/O) since boot."""
+def _core_times() -> tuple[float, float]:
+    """Core-seconds every core of the machine has been idle (or waiting on I/O) since boot, and stolen by the
+    hypervisor (a virtual machine's cores run another guest's work: a CPU-second then does less of ours)."""
     import psutil
 
     times = psutil.cpu_times()
-    return float(times.idle + getattr(times, "iowait", 0.0))
+    return float(times.idle + getattr(times, "iowait", 0.0)), float(getattr(times, "steal", 0.0))
 
 
 def _read_json(path: Path) -> Any:
@@ -923,6 +940,9 @@ def summarize(args: argparse.Namespace, runs: list[RunResult], n_urls: int, expe
                 "server_cpu_s": _median_of(good, "server_cpu_s"),
                 "main_cpu_s": _median_of(good, "main_cpu_s"),
                 "idle_s": _median_of(good, "idle_s"),
+                "steal_s": _median_of(good, "steal_s"),
+                "nlp_compute_cpu_s": _median_stat(good, "nlp_compute_cpu_s"),
+                "nlp_compute_s": _median_stat(good, "nlp_compute_s"),
                 "nlp_cache": _cache_figures(good),
                 "success_rate": statistics.median(r.records.get("success_rate", 0) for r in good) if good else 0.0,
                 "expected_success_rate": round(expected, 4),
@@ -1115,7 +1135,12 @@ def _cpu_lines(conf: dict[str, Any], cores: int, bound: dict[str, Any] | None = 
     engine, server, idle = conf["cpu_s"], conf.get("server_cpu_s") or 0.0, conf.get("idle_s")
     cache = conf.get("nlp_cache") or {}
     hits = f"; NLP cache {cache['nlp_cache_hits']} hit(s) / {cache['nlp_cache_misses']} miss(es)" if cache else ""
-    rest = f"idle {idle:.1f}, other processes {max(core_s - engine - server - idle, 0):.1f}" if idle is not None else ""
+    steal = f", stolen by the hypervisor {conf['steal_s']:.1f}" if conf.get("steal_s") is not None else ""
+    rest = (
+        f"idle {idle:.1f}, other processes {max(core_s - engine - server - idle, 0):.1f}{steal}"
+        if idle is not None
+        else ""
+    )
     load = (bound or {}).get("model_load_cpu_s")
     extra = engine - conf["cpu_bound_s"] * cores
     overhead = (
@@ -1124,12 +1149,20 @@ def _cpu_lines(conf: dict[str, Any], cores: int, bound: dict[str, Any] | None = 
         if load is not None
         else ""
     )
+    main = conf.get("main_cpu_s") or 0.0
+    batches = (
+        f"    child processes (NLP workers) {engine - main:.1f} CPU-s; NLP batches, as the workers measured them: "
+        f"{conf['nlp_compute_cpu_s']:.1f} CPU-s in {conf['nlp_compute_s']:.1f} s"
+        if conf.get("nlp_compute_cpu_s") is not None and conf.get("nlp_compute_s") is not None
+        else ""
+    )
     return [
         f"    CPU bound {conf['cpu_bound_s']:.2f} s ({conf['cpu_bound_s'] * cores:.1f} CPU-s); of {core_s:.1f} "
         f"core-s: engine {engine:.1f} CPU-s (its own process {conf.get('main_cpu_s') or 0:.1f}; the bound's CPU is "
         f"{conf['cpu_bound_s'] * cores / engine:.0%} of it), "
         f"server {server:.1f}, {rest}{hits}",
         *([overhead] if overhead else []),
+        *([batches] if batches else []),
     ]
 
 

@@ -98,7 +98,12 @@ class ExtractStage:
             self._threads = ThreadPoolExecutor(threads, thread_name_prefix="extract")
         else:
             self._pool = WorkerPool(
-                kind="process", workers=self._config.workers, initializer=_ready, initargs=(), name=self.name
+                kind="process",
+                workers=self._config.workers,
+                initializer=_ready,
+                initargs=(),
+                name=self.name,
+                preload=("enrich.pipeline",),
             )
             await self._pool.open()
 

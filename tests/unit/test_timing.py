@@ -116,7 +116,10 @@ async def test_sink_stage_writes_each_records_timings() -> None:
 async def test_nlp_stage_times_the_wait_and_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     class SlowAnalyzer:
         def analyze(self, texts: list[str], languages: list[str | None]) -> list[NLPResult]:
-            time.sleep(0.05)
+            time.sleep(0.05)  # wall time, no CPU
+            deadline = time.thread_time() + 0.03
+            while time.thread_time() < deadline:  # CPU time
+                pass
             return [NLPResult(entities=[], keywords=[], summary=None, language="en") for _ in texts]
 
     monkeypatch.setattr(enrich.nlp, "_worker_analyzer", lambda config: SlowAnalyzer())
@@ -128,7 +131,8 @@ async def test_nlp_stage_times_the_wait_and_the_batch(monkeypatch: pytest.Monkey
     assert work.times.nlp >= 0.05  # the worker's own measure of its batch
     assert work.times.nlp_wait is not None
     assert stage.batches == 1
-    assert stage.compute_s >= 0.05
+    assert stage.compute_s >= 0.08
+    assert 0.03 <= stage.compute_cpu_s < stage.compute_s  # the sleep used none
 
 
 def test_summary_output_is_text() -> None:

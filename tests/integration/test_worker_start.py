@@ -1,0 +1,71 @@
+"""How worker processes start (``enrich.nlp_pool``): forks of a fork server that imported the heavy modules once,
+yet with the parent's environment of the moment, as a spawned worker would have. Real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from enrich.nlp_pool import WorkerPool
+
+pytestmark = pytest.mark.skipif(
+    "forkserver" not in multiprocessing.get_all_start_methods(), reason="no fork server on this platform"
+)
+
+ENV = "WEBENRICH_TEST_WORKER_START"
+HERE = Path(__file__).resolve().parent
+
+
+def _ready() -> None:
+    """Initializer of the test pools: nothing to load."""
+
+
+def _facts() -> tuple[int, int, str | None, bool]:
+    """What a worker sees: its pid, its parent's, the test's variable, and whether ``json.tool`` is imported."""
+    return os.getpid(), os.getppid(), os.environ.get(ENV), "json.tool" in sys.modules
+
+
+async def _facts_of_new_pool() -> tuple[int, int, str | None, bool]:
+    pool = WorkerPool(kind="process", workers=1, initializer=_ready, initargs=(), preload=("json.tool",))
+    await pool.open()
+    try:
+        return await pool.run(_facts)
+    finally:
+        await pool.close()
+
+
+def test_workers_are_forks_of_a_server_that_imported_the_preload_once(tmp_path: Path) -> None:
+    # a fresh interpreter: the fork server of this one may have started already, with another preload
+    script = tmp_path / "start.py"
+    script.write_text(
+        "import asyncio, os, sys\n"
+        "from test_worker_start import _facts_of_new_pool\n"
+        "if __name__ == '__main__':\n"
+        "    pid, parent, _, preloaded = asyncio.run(_facts_of_new_pool())\n"
+        "    print(pid != os.getpid(), parent != os.getpid(), preloaded, 'json.tool' in sys.modules)\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1])])}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # a worker process, not forked by its parent, with json.tool imported, which its parent never imported
+    assert done.stdout.split() == ["True", "True", "True", "False"]
+
+
+def test_a_pool_started_after_the_server_sees_the_environment_of_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "first")
+    _, parent, value, _ = asyncio.run(_facts_of_new_pool())
+    assert value == "first"
+    # the fork server is running now, with the environment it started with
+    monkeypatch.setenv(ENV, "second")
+    _, parent_again, value_again, _ = asyncio.run(_facts_of_new_pool())
+    assert parent_again == parent != os.getpid()  # the same fork server
+    assert value_again == "second"
+    monkeypatch.delenv(ENV)
+    assert asyncio.run(_facts_of_new_pool())[2] is None
