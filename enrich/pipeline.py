@@ -132,6 +132,7 @@ def run_figures(stages: Sequence[Stage], state: CrawlState | None) -> dict[str, 
             figures.update(stage.figures())
         if isinstance(stage, ExtractStage):
             figures["extract_executor"] = stage.executor
+            figures["extract_cpu_s"] = round(stage.cpu_s, 3)
             if stage.executor == "nlp_workers":
                 figures["extract_in_nlp_workers"] = stage.in_workers
         cache = getattr(stage, "cache", None)

@@ -38,12 +38,12 @@ class WorkerProcesses(Protocol):
     def workers_ready(self) -> bool: ...
 
 
-def extract_in_worker(page: FetchedPage, config: ExtractConfig) -> tuple[Extraction, float]:
-    """:func:`extract_page` and the seconds it took, as the worker measured them (the caller's wait also holds the
-    queue of the worker pool)."""
-    started = time.perf_counter()
+def extract_in_worker(page: FetchedPage, config: ExtractConfig) -> tuple[Extraction, float, float]:
+    """:func:`extract_page`, the seconds it took as the worker measured them (the caller's wait also holds the
+    queue of the worker pool) and the CPU-seconds its thread used (what the page cost, however busy the cores)."""
+    started, cpu_started = time.perf_counter(), time.thread_time()
     result = extract_page(page, config)
-    return result, time.perf_counter() - started
+    return result, time.perf_counter() - started, time.thread_time() - cpu_started
 
 
 def _ready() -> None:
@@ -78,6 +78,8 @@ class ExtractStage:
         self._threads: ThreadPoolExecutor | None = None
         self._pool: WorkerPool | None = None
         self.busy_s = 0.0
+        self.cpu_s = 0.0
+        """CPU-seconds the extractions used, wherever they ran."""
         self.in_workers = 0
         """Pages extracted in the lent worker processes (the others, in this process's thread)."""
         self._local = 0
@@ -117,17 +119,18 @@ class ExtractStage:
         if self._processes is not None and (self._processes.workers_ready() or self._local > 0):
             # while the workers load their models, one page at a time is extracted in this process's thread: a
             # crawl's first pages come all at once, and would all queue for that one thread
-            result, busy = await self._processes.run_in_workers(extract_in_worker, page, self._config)
+            result, busy, cpu = await self._processes.run_in_workers(extract_in_worker, page, self._config)
             self.in_workers += 1
         elif self._pool is not None:
-            result, busy = await self._pool.run(extract_in_worker, page, self._config)
+            result, busy, cpu = await self._pool.run(extract_in_worker, page, self._config)
         else:
             self._local += 1
             try:
-                result, busy = await loop.run_in_executor(self._threads, extract_in_worker, page, self._config)
+                result, busy, cpu = await loop.run_in_executor(self._threads, extract_in_worker, page, self._config)
             finally:
                 self._local -= 1
         self.busy_s += busy
+        self.cpu_s += cpu
         item.times.add("extract", loop.time() - started)
         result.apply(item.record)
         if result.error is not None:
