@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import time
@@ -97,6 +98,13 @@ class WorkerPool:
         """
         executor = await self._start()
         self._current = _Generation(executor)
+
+    def prestart(self) -> None:
+        """Start the fork server now, without any worker: it imports ``preload`` in its own process while the
+        caller goes on (fetching, extracting), and a pool opened later only forks and loads models. Blocks only to
+        launch that process; nothing to do for threads, or where workers are spawned."""
+        if self._kind == "process" and process_context(self._preload).get_start_method() == "forkserver":
+            multiprocessing.forkserver.ensure_running()
 
     async def run(self, func: Callable[..., T], *args: object) -> T:
         """``func(*args)`` in a worker; after a worker death, once more in a fresh pool.

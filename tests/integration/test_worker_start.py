@@ -69,3 +69,31 @@ def test_a_pool_started_after_the_server_sees_the_environment_of_now(monkeypatch
     assert value_again == "second"
     monkeypatch.delenv(ENV)
     assert asyncio.run(_facts_of_new_pool())[2] is None
+
+
+def test_prestart_starts_the_fork_server_and_no_worker(tmp_path: Path) -> None:
+    script = tmp_path / "prestart.py"
+    script.write_text(
+        "import asyncio, multiprocessing, os, psutil\n"
+        "from enrich.nlp_pool import WorkerPool\n"
+        "from test_worker_start import _facts, _ready\n"
+        "async def main():\n"
+        "    pool = WorkerPool(kind='process', workers=1, initializer=_ready, initargs=(), preload=('json.tool',))\n"
+        "    pool.prestart()\n"
+        "    servers = [p.pid for p in psutil.Process().children() if 'forkserver' in ' '.join(p.cmdline())]\n"
+        "    workers = multiprocessing.active_children()\n"
+        "    await pool.open()\n"
+        "    try:\n"
+        "        _, parent, _, preloaded = await pool.run(_facts)\n"
+        "    finally:\n"
+        "        await pool.close()\n"
+        "    print(len(servers), len(workers), servers == [parent], preloaded)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1])])}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # one fork server and no worker after prestart; the pool's worker is then a fork of that server
+    assert done.stdout.split() == ["1", "0", "True", "True"]
