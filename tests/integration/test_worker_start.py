@@ -40,22 +40,29 @@ async def _facts_of_new_pool() -> tuple[int, int, str | None, bool]:
         await pool.close()
 
 
+def _run_fresh(tmp_path: Path, source: str) -> list[str]:
+    """Run ``source`` as a script in a fresh interpreter (whose fork server has not started) and return the words
+    it printed."""
+    script = tmp_path / "script.py"
+    script.write_text(source, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1])])}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
 def test_workers_are_forks_of_a_server_that_imported_the_preload_once(tmp_path: Path) -> None:
     # a fresh interpreter: the fork server of this one may have started already, with another preload
-    script = tmp_path / "start.py"
-    script.write_text(
+    printed = _run_fresh(
+        tmp_path,
         "import asyncio, os, sys\n"
         "from test_worker_start import _facts_of_new_pool\n"
         "if __name__ == '__main__':\n"
         "    pid, parent, _, preloaded = asyncio.run(_facts_of_new_pool())\n"
         "    print(pid != os.getpid(), parent != os.getpid(), preloaded, 'json.tool' in sys.modules)\n",
-        encoding="utf-8",
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1])])}
-    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
     # a worker process, not forked by its parent, with json.tool imported, which its parent never imported
-    assert done.stdout.split() == ["True", "True", "True", "False"]
+    assert printed == ["True", "True", "True", "False"]
 
 
 def test_a_pool_started_after_the_server_sees_the_environment_of_now(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,8 +79,8 @@ def test_a_pool_started_after_the_server_sees_the_environment_of_now(monkeypatch
 
 
 def test_prestart_starts_the_fork_server_and_no_worker(tmp_path: Path) -> None:
-    script = tmp_path / "prestart.py"
-    script.write_text(
+    printed = _run_fresh(
+        tmp_path,
         "import asyncio, multiprocessing, os, psutil\n"
         "from enrich.nlp_pool import WorkerPool\n"
         "from test_worker_start import _facts, _ready\n"
@@ -90,10 +97,6 @@ def test_prestart_starts_the_fork_server_and_no_worker(tmp_path: Path) -> None:
         "    print(len(servers), len(workers), servers == [parent], preloaded)\n"
         "if __name__ == '__main__':\n"
         "    asyncio.run(main())\n",
-        encoding="utf-8",
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1])])}
-    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
     # one fork server and no worker after prestart; the pool's worker is then a fork of that server
-    assert done.stdout.split() == ["1", "0", "True", "True"]
+    assert printed == ["1", "0", "True", "True"]
