@@ -1500,14 +1500,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def write_html_report(runs: Sequence[RunResult], path: Path, bound: dict[str, Any] | None = None) -> None:
     """The engines' own run reports (:mod:`enrich.report`), one section per engine run, from their stats; a full
-    profile run's title gives its duration against the CPU bound of the same rounds."""
+    profile run's title gives its duration against the CPU bound of its round and against that of its own work
+    (:func:`bound_figures`)."""
     from enrich.report import render_reports
 
     def title(run: RunResult) -> str:
         text = f"{run.variant.key}, round {run.round}"
         if bound is not None and run.variant.profile == "full" and run.duration_s:
-            bound_s = bound["duration_s"]["median"]
+            bound_s = bound.get("per_round", {}).get(str(run.round), bound["duration_s"]["median"])
             text += f": {bound_s / run.duration_s:.0%} of the CPU bound ({bound_s:.1f} s in {run.duration_s:.1f} s)"
+            work = bound_figures([run], None)["work_bound_ratio"]
+            if work is not None:
+                text += f", {work:.0%} of the bound of its own work"
         return text
 
     sections = [(title(run), run.engine_stats) for run in runs if run.variant.is_engine and run.engine_stats]

@@ -82,6 +82,13 @@ def test_benchmark_runs_both_engines_and_writes_a_complete_report(tmp_path: Path
             assert conf["cpu_bound_ratio"] > 0, key
             assert conf["cpu_s"] > 0, key
             assert conf["nlp_cache"]["nlp_cache_misses"] > 0, key
+            # each run against its own round's bound and against the CPU-s of the work it did itself
+            assert len(conf["cpu_bound_ratio_by_round"]) == 1, key
+            assert conf["cpu_bound_ratio_by_round"][0] > 0, key
+            assert conf["work_bound_ratios"][0] > 0, key
+            assert conf["work_bound_ratio"] == pytest.approx(conf["work_bound_ratios"][0], abs=0.005), key
+            assert conf["nlp_compute_cpu_s"] > 0, key
+            assert conf["per_run"][0]["engine_stats"]["extract_cpu_s"] > 0, key
         else:
             assert conf["cpu_bound_ratio"] is None, key
     assert "CPU bound of the full profile" in done.stdout
@@ -90,6 +97,7 @@ def test_benchmark_runs_both_engines_and_writes_a_complete_report(tmp_path: Path
     for key in expected:  # one section per engine run, each with its plots and per-stage breakdown
         assert f"{key}, round 1" in html, key
     assert f"async/full/c{CONCURRENCY}, round 1: " in html  # its duration against the CPU bound
+    assert html.count("of the bound of its own work") == 2  # both engines' full runs
     assert html.count(">Where the time goes</h2>") == len(expected)
 
 
