@@ -381,8 +381,7 @@ class NLPStage:
         # and a run that analyzes nothing (a recrawl of an unchanged site) never pays for the models. The fork
         # server they come from starts now: its imports (about 2 CPU-s) overlap the first fetches and extractions
         # instead of holding up the first batch.
-        if self._config.executor == "process":
-            await asyncio.to_thread(self._pool.prestart)
+        await asyncio.to_thread(self._pool.prestart)
         self._queue = asyncio.Queue()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="nlp-dispatch")
 

@@ -8,7 +8,7 @@ which a worker dies twice is the likely killer and fails with :class:`WorkerDeat
 pool. Threads do not die, so a thread pool is never replaced. Kept apart from ``nlp.py``, which is about text.
 
 Worker processes come from a fork server where the platform has one (Linux, macOS): it imports the heavy modules
-(``preload``: spaCy, the extractors) once, and each worker is a fork of it, so a pool of two starts in 2.7 CPU-s
+(``preload``: spaCy, the extractors) once, and each worker is a fork of it, so a pool of two starts in 2.5 CPU-s
 instead of 4.2 and a replacement pool in 0.4 s instead of 2.1 (``docs/benchmarks.md``). Never a plain fork: the
 parent runs an event loop (or a Twisted reactor) that must not be copied. Elsewhere, workers are spawned.
 """
