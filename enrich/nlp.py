@@ -242,14 +242,23 @@ def detect_language(text: str) -> str | None:
     return language
 
 
-# One analyzer per worker thread or process, built on first use by that worker.
+# One analyzer per worker thread or process, built on first use by that worker (or by the fork server it came from).
 _local = threading.local()
+
+_WARM_UP_TEXT = "Ada Lovelace wrote the first program in London. It ran on the Analytical Engine."
+"""Analyzed once when a worker's analyzer is built: the first call loads what ``load_model`` does not (the language
+identifier's model, the pipeline's first buffers), about 0.5 CPU-s that would otherwise land in the first batch."""
 
 
 def _worker_analyzer(config: NLPConfig) -> TextAnalyzer:
-    analyzer: TextAnalyzer | None = getattr(_local, "analyzer", None)
-    if analyzer is None:
-        analyzer = _local.analyzer = TextAnalyzer.from_config(config)
+    """This worker's analyzer for ``config``; a worker forked from a fork server may hold one built for another
+    configuration (an earlier stage's in the same process), which is replaced."""
+    built: tuple[NLPConfig, TextAnalyzer] | None = getattr(_local, "analyzer", None)
+    if built is not None and built[0] == config:
+        return built[1]
+    analyzer = TextAnalyzer.from_config(config)
+    analyzer.analyze([_WARM_UP_TEXT], [None])
+    _local.analyzer = (config, analyzer)
     return analyzer
 
 
@@ -282,8 +291,8 @@ class NLPStage:
     """Adds entities, keywords, summary and language to records that have text.
 
     Texts from concurrent items are gathered into batches of up to ``batch_size``: a batch is sent as soon as a
-    worker is free, after waiting at most ``batch_wait_ms`` for more texts. While every worker is busy, texts
-    queue up, so batches grow with load and shrink when idle.
+    worker is free, after waiting at most ``batch_wait_ms`` for more texts, and holds at most that worker's share of
+    the queue. While every worker is busy, texts queue up, so batches grow with load and shrink when idle.
 
     With the process executor, a worker that dies (OOM kill, segfault) is replaced with a fresh pool and the batches
     it took down are run once more (:mod:`enrich.nlp_pool`); a batch on which a worker dies twice fails.
@@ -465,10 +474,12 @@ class NLPStage:
             first = self._carry if self._carry is not None else await queue.get()
             self._carry = None
             batch, chars = [first], self._chars(first)
-            # Share what is queued among the idle workers instead of giving one worker a full batch while
-            # another idles; under load the queue is long and every batch is full anyway.
-            idle = max(workers - len(self._running), 1)
-            limit = min(self._config.batch_size, max(1, -(-(queue.qsize() + 1) // idle)))
+            # At most a worker's share of what is queued, even while the others are busy: they will be free
+            # before long, and a free worker that took the whole queue would leave them idle to the end of its
+            # batch (the end of a crawl is such a queue, with nothing behind it). Under load the queue is long
+            # and every batch full. Smaller batches cost no CPU on pages: 96 PostgreSQL pages took the same
+            # CPU-s in batches of 1, 4, 8 and 16 (docs/benchmarks.md).
+            limit = min(self._config.batch_size, max(1, -(-(queue.qsize() + 1) // workers)))
             deadline = loop.time() + wait_s
             while len(batch) < limit:
                 try:

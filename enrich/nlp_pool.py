@@ -9,17 +9,22 @@ pool. Threads do not die, so a thread pool is never replaced. Kept apart from ``
 
 Worker processes come from a fork server where the platform has one (Linux, macOS): it imports the heavy modules
 (``preload``: spaCy, the extractors) once, and each worker is a fork of it, so a pool of two starts in 2.5 CPU-s
-instead of 4.2 and a replacement pool in 0.4 s instead of 2.1 (``docs/benchmarks.md``). Never a plain fork: the
-parent runs an event loop (or a Twisted reactor) that must not be copied. Elsewhere, workers are spawned.
+instead of 4.2 and a replacement pool in 0.4 s instead of 2.1 (``docs/benchmarks.md``). A fork server started by
+:meth:`WorkerPool.prestart` also runs the pool's initializer once (a model load), so its workers are born with the
+model in memory, shared until written. Never a plain fork: the parent runs an event loop (or a Twisted reactor) that
+must not be copied. Elsewhere, workers are spawned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import pickle
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -30,7 +35,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from enrich.errors import NLPError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
     from concurrent.futures import Executor
     from multiprocessing.context import BaseContext
 
@@ -42,6 +47,12 @@ T = TypeVar("T")
 
 _PRELOAD: set[str] = set()
 """Modules every pool so far asked the fork server to import; it reads them when it starts (once per process)."""
+
+SERVER_INITIALIZER_ENV = "WEBENRICH_FORKSERVER_INITIALIZER"
+"""Set only in a fork server's environment, by :meth:`WorkerPool.prestart`: the pickled initializer and arguments the
+server runs once, as it imports :mod:`enrich.worker_server` (the last of its preload), before it forks any worker."""
+
+_SERVER_MODULE = "enrich.worker_server"
 
 
 class WorkerDeathError(Exception):
@@ -100,10 +111,15 @@ class WorkerPool:
         self._current = _Generation(executor)
 
     def prestart(self) -> None:
-        """Start the fork server now, without any worker: it imports ``preload`` in its own process while the
-        caller goes on (fetching, extracting), and a pool opened later only forks and loads models. Blocks only to
-        launch that process; nothing to do for threads, or where workers are spawned."""
-        if self._kind == "process" and process_context(self._preload).get_start_method() == "forkserver":
+        """Start the fork server now, without any worker: it imports ``preload`` and runs the initializer once in
+        its own process while the caller goes on (fetching, extracting), so a pool opened later only forks workers
+        that have their model already. Blocks only to launch that process; nothing to do for threads, where workers
+        are spawned, or when the process's fork server runs already (an earlier pool's: its workers then run the
+        initializer themselves, as they must anyway)."""
+        if self._kind != "process" or process_context(self._preload).get_start_method() != "forkserver":
+            return
+        payload = base64.b64encode(pickle.dumps((self._initializer, self._initargs))).decode("ascii")
+        with _environ_set(SERVER_INITIALIZER_ENV, payload):
             multiprocessing.forkserver.ensure_running()
 
     async def run(self, func: Callable[..., T], *args: object) -> T:
@@ -219,8 +235,18 @@ def process_context(preload: Iterable[str] = ()) -> BaseContext:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     _PRELOAD.update(preload)
-    context.set_forkserver_preload(["__main__", *sorted(_PRELOAD)])
+    context.set_forkserver_preload(["__main__", *sorted(_PRELOAD), _SERVER_MODULE])  # last: it runs the initializer
     return context
+
+
+@contextlib.contextmanager
+def _environ_set(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in this process's environment (and so in the processes it starts) for the block only."""
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def _with_environ(environ: dict[str, str], initializer: Callable[..., object], initargs: tuple[object, ...]) -> object:

@@ -26,6 +26,20 @@ def _ready() -> None:
     """Initializer of the test pools: nothing to load."""
 
 
+_initialized_in: int | None = None
+
+
+def _note_initializer() -> None:
+    """Initializer that remembers the first process it ran in (idempotent, as an initializer must be)."""
+    global _initialized_in
+    if _initialized_in is None:
+        _initialized_in = os.getpid()
+
+
+def _where_initialized() -> tuple[int, int, int | None]:
+    return os.getpid(), os.getppid(), _initialized_in
+
+
 def _facts() -> tuple[int, int, str | None, bool]:
     """What a worker sees: its pid, its parent's, the test's variable, and whether ``json.tool`` is imported."""
     return os.getpid(), os.getppid(), os.environ.get(ENV), "json.tool" in sys.modules
@@ -100,3 +114,43 @@ def test_prestart_starts_the_fork_server_and_no_worker(tmp_path: Path) -> None:
     )
     # one fork server and no worker after prestart; the pool's worker is then a fork of that server
     assert printed == ["1", "0", "True", "True"]
+
+
+def test_a_prestarted_server_runs_the_initializer_once_for_all_its_workers(tmp_path: Path) -> None:
+    printed = _run_fresh(
+        tmp_path,
+        "import asyncio, os\n"
+        "from enrich.nlp_pool import WorkerPool, SERVER_INITIALIZER_ENV\n"
+        "from test_worker_start import _note_initializer, _where_initialized\n"
+        "async def main():\n"
+        "    pool = WorkerPool(kind='process', workers=2, initializer=_note_initializer, initargs=())\n"
+        "    pool.prestart()\n"
+        "    await pool.open()\n"
+        "    try:\n"
+        "        seen = await asyncio.gather(*(pool.run(_where_initialized) for _ in range(8)))\n"
+        "    finally:\n"
+        "        await pool.close()\n"
+        "    workers = {pid for pid, _, _ in seen}\n"
+        "    servers = {parent for _, parent, _ in seen}\n"
+        "    where = {initialized for _, _, initialized in seen}\n"
+        "    print(len(servers), where == servers, not workers & where, SERVER_INITIALIZER_ENV in os.environ)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n",
+    )
+    # every worker found the initializer's work done by the one fork server they were forked from, and the parent's
+    # environment no longer carries the initializer
+    assert printed == ["1", "True", "True", "False"]
+
+
+def test_without_prestart_each_worker_runs_the_initializer_itself() -> None:
+    # this interpreter's fork server started long ago, or with another pool's prestart: no initializer for this pool
+    async def where() -> tuple[int, int, int | None]:
+        pool = WorkerPool(kind="process", workers=1, initializer=_note_initializer, initargs=())
+        await pool.open()
+        try:
+            return await pool.run(_where_initialized)
+        finally:
+            await pool.close()
+
+    pid, _, initialized = asyncio.run(where())
+    assert initialized == pid

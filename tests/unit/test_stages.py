@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from enrich.sinks import JsonlSink, MemorySink, Sink, SinkStage, SqliteSink
 from enrich.stages import Stage, StageChain, WorkItem
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
 
@@ -172,6 +173,68 @@ async def test_nlp_results_are_copied_onto_the_record(monkeypatch: pytest.Monkey
     assert detected.record.entities == [Entity("Bergen", "GPE", 1)]
     assert empty.record.keywords == []  # no text, no NLP
     assert stage.words == 4
+
+
+def test_a_worker_keeps_one_analyzer_per_configuration_and_warms_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[tuple[NLPConfig, list[list[str]]]] = []
+
+    class RecordingAnalyzer:
+        def __init__(self, config: NLPConfig) -> None:
+            self.calls: list[list[str]] = []
+            built.append((config, self.calls))
+
+        def analyze(self, texts: list[str], languages: list[str | None]) -> list[NLPResult]:
+            self.calls.append(texts)
+            return []
+
+    monkeypatch.setattr(enrich.nlp.TextAnalyzer, "from_config", RecordingAnalyzer)
+    monkeypatch.setattr(enrich.nlp, "_local", threading.local())
+    first, second = NLPConfig(), NLPConfig(max_keywords=3)
+    one = enrich.nlp._worker_analyzer(first)
+    assert enrich.nlp._worker_analyzer(NLPConfig()) is one  # an equal configuration: the same analyzer
+    # a worker forked from a fork server that built an analyzer for another stage's configuration builds its own
+    other = enrich.nlp._worker_analyzer(second)
+    assert other is not one
+    assert [config for config, _ in built] == [first, second]
+    assert all(len(calls) == 1 for _, calls in built)  # each analyzed the warm-up text once, when built
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` (it reads state that worker threads change, which no event signals) until it holds."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_free_worker_takes_its_share_of_the_queue_not_all_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = {"slow-a": threading.Event(), "slow-b": threading.Event()}
+    batches: list[list[str]] = []
+
+    class HeldAnalyzer:
+        def analyze(self, texts: list[str], languages: list[str | None]) -> list[NLPResult]:
+            batches.append(texts)
+            if texts[0] in release:
+                release[texts[0]].wait(10)
+            return [NLPResult(entities=[], keywords=[], summary=None, language=None) for _ in texts]
+
+    monkeypatch.setattr(enrich.nlp, "_worker_analyzer", lambda config: HeldAnalyzer())
+    stage = NLPStage(config=NLPConfig(executor="thread", workers=2, batch_size=16, batch_wait_ms=0))
+
+    def work(text: str) -> WorkItem:
+        return WorkItem(record=Record(url=f"https://a.example/{text}", text=text))
+
+    async with StageChain([stage]) as chain:
+        held = [asyncio.create_task(chain.process(work(text))) for text in release]
+        await _until(lambda: len(batches) == 2)  # both workers busy, one text each
+        rest = [asyncio.create_task(chain.process(work(f"text {n}"))) for n in range(10)]
+        await _until(lambda: stage._queue is not None and stage._queue.qsize() == 10)
+        release["slow-b"].set()  # one worker is free, the other still busy: it takes half the queue
+        await _until(lambda: len(batches) >= 3)
+        release["slow-a"].set()
+        await asyncio.gather(*held, *rest)
+    assert len(batches[2]) == 5
+    assert sorted(text for batch in batches[2:] for text in batch) == sorted(f"text {n}" for n in range(10))
 
 
 async def test_nlp_stage_used_before_open_fails_the_record() -> None:
