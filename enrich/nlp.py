@@ -33,6 +33,7 @@ from enrich.nlp_spacy import (
     NEWLINE_SENTENCES,
     load_model,
     load_sentencizer,
+    may_need_torch,
     register_components,
     resolve_model,
 )
@@ -386,13 +387,19 @@ class NLPStage:
         # a missing model (or extra) stops the run, clearly, before anything is fetched
         identity = await asyncio.to_thread(analyzer_identity, self._config)
         self.cache = NLPCache(config=self._config, model=identity, store=self._store)
-        # The workers start (and load their models) when the first text comes, not here: fetching starts at once,
-        # and a run that analyzes nothing (a recrawl of an unchanged site) never pays for the models. The fork
-        # server they come from starts now: its imports (about 2 CPU-s) overlap the first fetches and extractions
-        # instead of holding up the first batch.
-        await asyncio.to_thread(self._pool.prestart)
+        # The workers start when the first text comes, not here: a run that analyzes nothing (a recrawl of an
+        # unchanged site) never forks them. The fork server they come from starts now, its imports overlapping the
+        # first fetches and extractions. A model that does not run on torch it also loads once, without torch
+        # (thinc imports it whenever it is installed: 1.4 CPU-s for nothing), so the workers are born with the
+        # model (imports and model about 2 CPU-s in all). A model on torch each worker loads itself: a fork of a
+        # process whose torch has run hangs.
+        on_torch = await asyncio.to_thread(self._may_need_torch)
+        await asyncio.to_thread(self._pool.prestart, initialize=not on_torch, blocked=("torch",))
         self._queue = asyncio.Queue()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="nlp-dispatch")
+
+    def _may_need_torch(self) -> bool:
+        return self._config.backend != "spacy" or may_need_torch(self._config.model_name)
 
     async def ready(self) -> None:
         """Wait until every worker has loaded its model (:meth:`open` starts them without waiting).

@@ -11,8 +11,9 @@ Worker processes come from a fork server where the platform has one (Linux, macO
 (``preload``: spaCy, the extractors) once, and each worker is a fork of it, so a pool of two starts in 2.5 CPU-s
 instead of 4.2 and a replacement pool in 0.4 s instead of 2.1 (``docs/benchmarks.md``). A fork server started by
 :meth:`WorkerPool.prestart` also runs the pool's initializer once (a model load), so its workers are born with the
-model in memory, shared until written. Never a plain fork: the parent runs an event loop (or a Twisted reactor) that
-must not be copied. Elsewhere, workers are spawned.
+model in memory, shared until written; modules the initializer does not need can be kept out of it (``blocked``).
+Never a plain fork: the parent runs an event loop (or a Twisted reactor) that must not be copied. Elsewhere, workers
+are spawned.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ _PRELOAD: set[str] = set()
 """Modules every pool so far asked the fork server to import; it reads them when it starts (once per process)."""
 
 SERVER_INITIALIZER_ENV = "WEBENRICH_FORKSERVER_INITIALIZER"
-"""Set only in a fork server's environment, by :meth:`WorkerPool.prestart`: the pickled initializer and arguments the
-server runs once, as it imports :mod:`enrich.worker_server` (the last of its preload), before it forks any worker."""
+"""Set only in a fork server's environment, by :meth:`WorkerPool.prestart`: the pickled initializer, its arguments
+and the modules to keep out, which the server runs once as it imports :mod:`enrich.worker_server` (the first of its
+preload), before it forks any worker."""
 
 _SERVER_MODULE = "enrich.worker_server"
 
@@ -110,15 +112,26 @@ class WorkerPool:
         executor = await self._start()
         self._current = _Generation(executor)
 
-    def prestart(self) -> None:
-        """Start the fork server now, without any worker: it imports ``preload`` and runs the initializer once in
+    def prestart(self, *, initialize: bool = True, blocked: Iterable[str] = ()) -> None:
+        """Start the fork server now, without any worker: it imports ``preload`` (and runs the initializer once) in
         its own process while the caller goes on (fetching, extracting), so a pool opened later only forks workers
-        that have their model already. Blocks only to launch that process; nothing to do for threads, where workers
-        are spawned, or when the process's fork server runs already (an earlier pool's: its workers then run the
-        initializer themselves, as they must anyway)."""
+        (that have their model already). Blocks only to launch that process; nothing to do for threads, where
+        workers are spawned, or when the process's fork server runs already (an earlier pool's: its workers then
+        run the initializer themselves, as they must anyway).
+
+        Args:
+            initialize: run the initializer in the server. Not for one whose library cannot be forked once it runs:
+                torch's thread pools, started by a first inference, hang its forks.
+            blocked: modules that cannot be imported while the server runs the initializer, for an optional import
+                of a library that the initializer does not need (thinc imports torch, 1.4 CPU-s, whenever it is
+                installed). Importable again afterwards, in the server and its workers.
+        """
         if self._kind != "process" or process_context(self._preload).get_start_method() != "forkserver":
             return
-        payload = base64.b64encode(pickle.dumps((self._initializer, self._initargs))).decode("ascii")
+        if not initialize:
+            multiprocessing.forkserver.ensure_running()
+            return
+        payload = base64.b64encode(pickle.dumps((self._initializer, self._initargs, tuple(blocked)))).decode("ascii")
         with _environ_set(SERVER_INITIALIZER_ENV, payload):
             multiprocessing.forkserver.ensure_running()
 
@@ -235,7 +248,8 @@ def process_context(preload: Iterable[str] = ()) -> BaseContext:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     _PRELOAD.update(preload)
-    context.set_forkserver_preload(["__main__", *sorted(_PRELOAD), _SERVER_MODULE])  # last: it runs the initializer
+    # first: its initializer imports what it needs, and a module it blocks must not be imported before
+    context.set_forkserver_preload(["__main__", _SERVER_MODULE, *sorted(_PRELOAD)])
     return context
 
 

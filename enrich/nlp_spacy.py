@@ -6,6 +6,7 @@ Kept apart from :mod:`enrich.nlp`, which turns loaded pipelines into results wha
 
 from __future__ import annotations
 
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ __all__ = [
     "SENTENCIZER_LANGUAGE",
     "load_model",
     "load_sentencizer",
+    "may_need_torch",
     "register_components",
     "resolve_model",
 ]
@@ -67,6 +69,25 @@ def resolve_model(name: str) -> str:
     if "/" in name and fallback is None:  # a hub id such as dslim/bert-base-NER
         hint += " (a Hugging Face model needs nlp.backend: transformers, --nlp-backend transformers)"
     raise NLPError(f"spaCy model {name!r} is not installed: {hint}")
+
+
+TORCH_PACKAGES = frozenset({"torch", "spacy-transformers", "spacy-curated-transformers"})
+"""Requirements of a spaCy model package that mean it runs on torch (a transformer pipeline)."""
+
+
+def may_need_torch(name: str) -> bool:
+    """Whether the model ``name`` resolves to may need torch to load: its package requires a torch-based one, or it
+    is a folder, whose needs only loading it tells. The small English models run on thinc's numpy ops.
+
+    Raises:
+        NLPError: the model is not installed.
+    """
+    try:
+        requires = metadata.requires(resolve_model(name)) or []
+    except metadata.PackageNotFoundError:
+        return True
+    named = {re.split(r"[\s<>=!~;\[(]", line, maxsplit=1)[0].lower().replace("_", "-") for line in requires}
+    return bool(named & TORCH_PACKAGES)
 
 
 def _newline_sentences(doc: Doc) -> Doc:

@@ -40,6 +40,35 @@ def _where_initialized() -> tuple[int, int, int | None]:
     return os.getpid(), os.getppid(), _initialized_in
 
 
+PROBE = "webenrich_worker_probe"
+_probe_at_start: bool | None = None
+
+
+def _import_probe() -> None:
+    """Initializer: whether the probe module could be imported when it first ran (idempotent)."""
+    global _probe_at_start
+    if _probe_at_start is None:
+        try:
+            __import__(PROBE)
+        except ImportError:
+            _probe_at_start = False
+        else:
+            _probe_at_start = True
+
+
+def _probe_facts() -> tuple[bool | None, bool]:
+    """What a worker says: whether its initializer could import the probe, and whether it can now."""
+    try:
+        __import__(PROBE)
+    except ImportError:
+        return _probe_at_start, False
+    return _probe_at_start, True
+
+
+def _torch_imported() -> bool:
+    return "torch" in sys.modules
+
+
 def _facts() -> tuple[int, int, str | None, bool]:
     """What a worker sees: its pid, its parent's, the test's variable, and whether ``json.tool`` is imported."""
     return os.getpid(), os.getppid(), os.environ.get(ENV), "json.tool" in sys.modules
@@ -142,6 +171,29 @@ def test_a_prestarted_server_runs_the_initializer_once_for_all_its_workers(tmp_p
     assert printed == ["1", "True", "True", "False"]
 
 
+def test_a_server_prestarted_without_initializing_leaves_it_to_each_worker(tmp_path: Path) -> None:
+    printed = _run_fresh(
+        tmp_path,
+        "import asyncio, os\n"
+        "from enrich.nlp_pool import WorkerPool\n"
+        "from test_worker_start import _note_initializer, _where_initialized\n"
+        "async def main():\n"
+        "    pool = WorkerPool(kind='process', workers=1, initializer=_note_initializer, initargs=())\n"
+        "    pool.prestart(initialize=False)\n"
+        "    await pool.open()\n"
+        "    try:\n"
+        "        pid, server, initialized = await pool.run(_where_initialized)\n"
+        "    finally:\n"
+        "        await pool.close()\n"
+        "    print(initialized == pid, server != os.getpid())\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n",
+    )
+    # a fork of the server all the same, which ran the initializer itself (a library on torch must not be forked
+    # once it has run)
+    assert printed == ["True", "True"]
+
+
 def test_without_prestart_each_worker_runs_the_initializer_itself() -> None:
     # this interpreter's fork server started long ago, or with another pool's prestart: no initializer for this pool
     async def where() -> tuple[int, int, int | None]:
@@ -154,3 +206,53 @@ def test_without_prestart_each_worker_runs_the_initializer_itself() -> None:
 
     pid, _, initialized = asyncio.run(where())
     assert initialized == pid
+
+
+def test_a_module_blocked_in_the_server_is_kept_from_the_initializer_only(tmp_path: Path) -> None:
+    (tmp_path / f"{PROBE}.py").write_text("", encoding="utf-8")
+    printed = _run_fresh(
+        tmp_path,
+        "import asyncio, sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from enrich.nlp_pool import WorkerPool\n"
+        "from test_worker_start import PROBE, _import_probe, _probe_facts\n"
+        "async def main():\n"
+        "    pool = WorkerPool(kind='process', workers=1, initializer=_import_probe, initargs=())\n"
+        "    pool.prestart(blocked=(PROBE,))\n"
+        "    await pool.open()\n"
+        "    try:\n"
+        "        print(*await pool.run(_probe_facts))\n"
+        "    finally:\n"
+        "        await pool.close()\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n",
+    )
+    # the server ran the initializer without the module; its workers can import it (another pool's may need it)
+    assert printed == ["False", "True"]
+
+
+def test_spacy_workers_never_import_torch_and_analyze_as_with_it(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="torch is not installed: nothing to keep out of the workers")
+    printed = _run_fresh(
+        tmp_path,
+        "import asyncio, json\n"
+        "from enrich.config import NLPConfig\n"
+        "from enrich.nlp import NLPStage, TextAnalyzer\n"
+        "from test_worker_start import _torch_imported\n"
+        "TEXT = 'Ada Lovelace met Charles Babbage in London in 1833. They wrote about the Analytical Engine.'\n"
+        "async def main():\n"
+        "    stage = NLPStage(config=NLPConfig(executor='process', workers=1))\n"
+        "    await stage.open()\n"
+        "    try:\n"
+        "        await stage.ready()\n"
+        "        in_worker = await stage.run_in_workers(_torch_imported)\n"
+        "        result = await stage._analyze(TEXT, None, [])\n"
+        "    finally:\n"
+        "        await stage.close()\n"
+        "    here = TextAnalyzer.from_config(NLPConfig()).analyze([TEXT], [None])[0]\n"
+        "    print(in_worker, _torch_imported(), result == here, bool(here.entities))\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n",
+    )
+    # no torch in the worker; this process imported it with spaCy (thinc does), and the results are the same
+    assert printed == ["False", "True", "True", "True"]
