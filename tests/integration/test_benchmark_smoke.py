@@ -86,7 +86,8 @@ def test_benchmark_runs_both_engines_and_writes_a_complete_report(tmp_path: Path
             assert len(conf["cpu_bound_ratio_by_round"]) == 1, key
             assert conf["cpu_bound_ratio_by_round"][0] > 0, key
             assert conf["work_bound_ratios"][0] > 0, key
-            assert conf["work_bound_ratio"] == pytest.approx(conf["work_bound_ratios"][0], abs=0.005), key
+            # the median is rounded to 2 digits, each run to 3: 0.125 and 0.13 are the same run
+            assert conf["work_bound_ratio"] == pytest.approx(conf["work_bound_ratios"][0], abs=0.0051), key
             assert conf["nlp_compute_cpu_s"] > 0, key
             assert conf["per_run"][0]["engine_stats"]["extract_cpu_s"] > 0, key
         else:
