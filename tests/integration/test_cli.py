@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -21,6 +20,7 @@ from aiohttp import web
 
 from crawler.demo import DEMO_ROOT, demo_pages
 from crawler.localsite import ServerThread, static_app
+from tests.checkout import checkout_env
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -83,7 +83,7 @@ ENGINES = [
 
 
 def run_cli(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = checkout_env()
     return subprocess.run(
         [sys.executable, "-m", "crawler", "--progress", "lines", *args],
         cwd=cwd,
@@ -354,7 +354,7 @@ def test_csv_without_the_column(tmp_path: Path) -> None:
 def test_ctrl_c_flushes_what_is_done_and_exits_130(site: str, tmp_path: Path) -> None:
     urls = tmp_path / "urls.txt"
     urls.write_text("".join(f"{site}/slow/{n}\n" for n in range(200)))
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = checkout_env()
     command = [sys.executable, "-m", "crawler", "--no-nlp", "-i", str(urls), "-o", "out.jsonl",
                "--max-workers", "2", "--no-adaptive", "--batch-size", "1",
                "--stats-file", "stats.json", "--progress", "lines", "--progress-interval", "0.2"]  # fmt: skip

@@ -4,20 +4,20 @@ CLI's process, Scrapy mode through the config file handed to ``scrapy crawl``)."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.checkout import checkout_env
+
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from crawler.localsite import ServerThread
 
 pytest.importorskip("resiliparse", reason="the fast backend needs the 'fast' extra (resiliparse)")
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("engine", ["async", "scrapy"])
@@ -31,7 +31,7 @@ def test_flag_reaches_the_engine(demo_site: ServerThread, tmp_path: Path, engine
             "--extract-backend", "resiliparse", "--input", str(urls), "--output", str(out),
         ],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=180,

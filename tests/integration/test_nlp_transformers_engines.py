@@ -8,20 +8,19 @@ executor meets the backend in a real run. Needs the ``[transformers]`` extra (sk
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from crawler.localsite import ServerThread, static_app
+from tests.checkout import checkout_env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 CONLL_RECORD_LABELS = {"PERSON", "ORG", "LOC", "MISC"}
 """A CoNLL model's labels in the record's scheme; the spaCy model would also say GPE (Oslo) and DATE (last year),
@@ -70,7 +69,7 @@ def test_engine_tags_entities_with_the_transformers_backend(
         "--nlp-backend", "transformers", "--nlp-model", str(tiny_ner_model), "--nlp-device", "cpu",
         "--nlp-executor", executor,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+    env = checkout_env(HF_HUB_OFFLINE="1")
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
@@ -101,7 +100,7 @@ def test_missing_model_stops_the_run_before_any_fetch(ner_site: str, tmp_path: P
         "--input", str(urls), "--output", str(tmp_path / "out.jsonl"),
         "--nlp-backend", "transformers", "--nlp-model", str(tmp_path / "no-model"),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+    env = checkout_env(HF_HUB_OFFLINE="1")
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1, result.stderr[-3000:]
     assert f"webenrich: failed: nlp.model '{tmp_path / 'no-model'}': no such folder" in result.stderr

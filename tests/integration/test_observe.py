@@ -4,14 +4,12 @@ text file and the HTML report at the end."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,11 +17,12 @@ from aiohttp import web
 
 from crawler.demo import DEMO_ROOT, demo_pages
 from crawler.localsite import ServerThread, static_app
+from tests.checkout import checkout_env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SLOW_URLS = 6
 
 
@@ -73,7 +72,7 @@ def test_metrics_served_during_the_run_and_written_at_the_end(site: str, tmp_pat
         "--max-workers", "1", "--input", str(urls), "--output", str(tmp_path / "out.jsonl"),
         "--metrics-port", str(port), "--metrics-textfile", str(textfile), "--report", str(report),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = checkout_env()
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -107,7 +106,7 @@ def test_a_metrics_port_in_use_is_a_usage_error(site: str, tmp_path: Path) -> No
             sys.executable, "-m", "crawler", "--progress", "off", "--stage", "3", "--no-nlp",
             "--output", str(tmp_path / "out.jsonl"), "--metrics-port", str(port), f"{site}/lighthouse.html",
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        env = checkout_env()
         result = subprocess.run(
             command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
         )

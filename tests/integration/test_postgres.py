@@ -4,18 +4,17 @@ table created on first use, and the sink used by a real run of each engine throu
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
-from crawler.cli import REPO_ROOT
 from enrich.errors import SinkError
 from enrich.record import Entity, ErrorInfo, Record
 from enrich.sinks import PostgresSink, SinkStage
 from enrich.stages import WorkItem
+from tests.checkout import checkout_env
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -88,7 +87,7 @@ def test_a_run_writes_its_records_to_postgres(
     result = subprocess.run(
         [*argv, "--postgres", postgres_dsn, "--data-dir", "data", "--progress", "off"],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=180,

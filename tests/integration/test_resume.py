@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crawler.cli import REPO_ROOT
+from tests.checkout import checkout_env
 from tests.integration.conftest import article
 from tests.static_server import StaticServer
 
@@ -66,7 +67,7 @@ def cli(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProc
     return subprocess.run(
         [sys.executable, "-m", "crawler", "--progress", "off", "--nlp-workers", "1", *args],
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},  # this checkout's code, not the one installed
+        env=checkout_env(),  # this checkout's code, not the one installed
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,17 +19,14 @@ import pytest
 import yaml
 from hostile_server import hostile_sites
 
+from tests.checkout import checkout_env
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def checkout_env() -> dict[str, str]:
-    """Run this checkout's code from another folder (not the one installed in the virtualenv)."""
-    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
 TIMEOUT_S = 4.0

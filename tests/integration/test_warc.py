@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,11 +20,12 @@ from multidict import CIMultiDict
 from warcs import StoredExchange, assert_warcio_accepts, read_exchanges, with_file_size_limit
 
 from crawler.localsite import ServerThread
+from tests.checkout import checkout_env
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
+    from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CAP = 4096
 """``max_response_bytes`` of these runs: the big page is cut at it."""
 
@@ -105,7 +104,7 @@ def cli_command(*args: str) -> list[str]:
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = checkout_env()
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False)
 
 
@@ -224,7 +223,7 @@ def test_a_stopped_run_leaves_valid_files(site: str, tmp_path: Path, use_async: 
         "--stage", "3", engine_flag(use_async), "-i", "urls.txt", "-o", "out.jsonl", "--warc", "warc",
         "--max-workers", "2", "--no-adaptive", "--batch-size", "1", "--progress-interval", "0.2",
     )  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = checkout_env()
     out = tmp_path / "out.jsonl"
     with subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True) as process:
         deadline = time.monotonic() + 120
