@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.checkout import load_tool
+
 if TYPE_CHECKING:
     from types import ModuleType
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "benchmark_enrichment.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("benchmark_enrichment", TOOL)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark_enrichment")
 
 
 def test_two_layouts_run_for_every_engine_in_every_round(bench: ModuleType) -> None:

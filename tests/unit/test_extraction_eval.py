@@ -4,30 +4,22 @@ folder laid out as the benchmark's (made here from two pages, so the real data s
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import random
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from types import ModuleType
+from tests.checkout import load_tool
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "extraction_eval.py"
+if TYPE_CHECKING:
+    from pathlib import Path
+    from types import ModuleType
 
 
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("extraction_eval", TOOL)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["extraction_eval"] = module  # dataclasses and typing look modules up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("extraction_eval")
 
 
 def test_identical_and_disjoint_texts(tool: ModuleType) -> None:
