@@ -9,14 +9,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
 from enrich.nlp_pool import WorkerPool
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 pytestmark = pytest.mark.skipif(
     "forkserver" not in multiprocessing.get_all_start_methods(), reason="no fork server on this platform"
 )
+
+T = TypeVar("T")
 
 ENV = "WEBENRICH_TEST_WORKER_START"
 HERE = Path(__file__).resolve().parent
@@ -79,6 +85,26 @@ async def _facts_of_new_pool() -> tuple[int, int, str | None, bool]:
     await pool.open()
     try:
         return await pool.run(_facts)
+    finally:
+        await pool.close()
+
+
+async def _run_prestarted(
+    initializer: Callable[[], None],
+    func: Callable[[], T],
+    *,
+    workers: int = 1,
+    calls: int = 1,
+    initialize: bool = True,
+    blocked: tuple[str, ...] = (),
+) -> list[T]:
+    """``func()`` ``calls`` times in a pool whose fork server was prestarted (in a fresh interpreter: see
+    :func:`_run_fresh`)."""
+    pool = WorkerPool(kind="process", workers=workers, initializer=initializer, initargs=())
+    pool.prestart(initialize=initialize, blocked=blocked)
+    await pool.open()
+    try:
+        return list(await asyncio.gather(*(pool.run(func) for _ in range(calls))))
     finally:
         await pool.close()
 
@@ -149,22 +175,14 @@ def test_a_prestarted_server_runs_the_initializer_once_for_all_its_workers(tmp_p
     printed = _run_fresh(
         tmp_path,
         "import asyncio, os\n"
-        "from enrich.nlp_pool import WorkerPool, SERVER_INITIALIZER_ENV\n"
-        "from test_worker_start import _note_initializer, _where_initialized\n"
-        "async def main():\n"
-        "    pool = WorkerPool(kind='process', workers=2, initializer=_note_initializer, initargs=())\n"
-        "    pool.prestart()\n"
-        "    await pool.open()\n"
-        "    try:\n"
-        "        seen = await asyncio.gather(*(pool.run(_where_initialized) for _ in range(8)))\n"
-        "    finally:\n"
-        "        await pool.close()\n"
+        "from enrich.nlp_pool import SERVER_INITIALIZER_ENV\n"
+        "from test_worker_start import _note_initializer, _run_prestarted, _where_initialized\n"
+        "if __name__ == '__main__':\n"
+        "    seen = asyncio.run(_run_prestarted(_note_initializer, _where_initialized, workers=2, calls=8))\n"
         "    workers = {pid for pid, _, _ in seen}\n"
         "    servers = {parent for _, parent, _ in seen}\n"
         "    where = {initialized for _, _, initialized in seen}\n"
-        "    print(len(servers), where == servers, not workers & where, SERVER_INITIALIZER_ENV in os.environ)\n"
-        "if __name__ == '__main__':\n"
-        "    asyncio.run(main())\n",
+        "    print(len(servers), where == servers, not workers & where, SERVER_INITIALIZER_ENV in os.environ)\n",
     )
     # every worker found the initializer's work done by the one fork server they were forked from, and the parent's
     # environment no longer carries the initializer
@@ -175,19 +193,12 @@ def test_a_server_prestarted_without_initializing_leaves_it_to_each_worker(tmp_p
     printed = _run_fresh(
         tmp_path,
         "import asyncio, os\n"
-        "from enrich.nlp_pool import WorkerPool\n"
-        "from test_worker_start import _note_initializer, _where_initialized\n"
-        "async def main():\n"
-        "    pool = WorkerPool(kind='process', workers=1, initializer=_note_initializer, initargs=())\n"
-        "    pool.prestart(initialize=False)\n"
-        "    await pool.open()\n"
-        "    try:\n"
-        "        pid, server, initialized = await pool.run(_where_initialized)\n"
-        "    finally:\n"
-        "        await pool.close()\n"
-        "    print(initialized == pid, server != os.getpid())\n"
+        "from test_worker_start import _note_initializer, _run_prestarted, _where_initialized\n"
         "if __name__ == '__main__':\n"
-        "    asyncio.run(main())\n",
+        "    [(pid, server, initialized)] = asyncio.run(\n"
+        "        _run_prestarted(_note_initializer, _where_initialized, initialize=False)\n"
+        "    )\n"
+        "    print(initialized == pid, server != os.getpid())\n",
     )
     # a fork of the server all the same, which ran the initializer itself (a library on torch must not be forked
     # once it has run)
@@ -214,18 +225,10 @@ def test_a_module_blocked_in_the_server_is_kept_from_the_initializer_only(tmp_pa
         tmp_path,
         "import asyncio, sys\n"
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
-        "from enrich.nlp_pool import WorkerPool\n"
-        "from test_worker_start import PROBE, _import_probe, _probe_facts\n"
-        "async def main():\n"
-        "    pool = WorkerPool(kind='process', workers=1, initializer=_import_probe, initargs=())\n"
-        "    pool.prestart(blocked=(PROBE,))\n"
-        "    await pool.open()\n"
-        "    try:\n"
-        "        print(*await pool.run(_probe_facts))\n"
-        "    finally:\n"
-        "        await pool.close()\n"
+        "from test_worker_start import PROBE, _import_probe, _probe_facts, _run_prestarted\n"
         "if __name__ == '__main__':\n"
-        "    asyncio.run(main())\n",
+        "    [facts] = asyncio.run(_run_prestarted(_import_probe, _probe_facts, blocked=(PROBE,)))\n"
+        "    print(*facts)\n",
     )
     # the server ran the initializer without the module; its workers can import it (another pool's may need it)
     assert printed == ["False", "True"]
